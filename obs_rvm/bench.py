@@ -1,0 +1,127 @@
+"""`obs-rvm bench`: what the pipeline costs on top of the bare model, and whether memory stays flat.
+
+The bare model and the pipeline are timed in the same run, alternating frame by frame, so a noisy machine slows
+both alike and their ratio stays meaningful.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backgrounds import cover, read_image_rgb
+from .matting import MattingSession, SessionOptions
+
+SAMPLE = Path(__file__).with_name("data") / "astronaut.png"
+
+
+class BareModel:
+    """The untouched RVM ONNX run the official way: float NCHW `src`, zero [1,1,1,1] first states, ratio input."""
+
+    def __init__(self, path: Path, ratio: float, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        src_type = next(i.type for i in self.session.get_inputs() if i.name == "src")
+        self.dtype = np.float16 if "float16" in src_type else np.float32
+        self.ratio = np.array([ratio], np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = [np.zeros((1, 1, 1, 1), self.dtype)] * 4
+
+    def step(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """src float [1,3,H,W] in 0..1 -> (fgr, pha) NCHW, feeding r*o back as r*i."""
+        feeds = {"src": src.astype(self.dtype, copy=False), "downsample_ratio": self.ratio}
+        feeds |= {f"r{i + 1}i": s for i, s in enumerate(self.state)}
+        fgr, pha, *self.state = self.session.run(None, feeds)
+        return fgr, pha
+
+    def __call__(self, rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGBA [H,W,4] -> (fgr [H,W,3], pha [H,W,1]) as float32 in 0..1."""
+        src = (rgba[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None]
+        fgr, pha = self.step(src)
+        return fgr[0].transpose(1, 2, 0).astype(np.float32), pha[0].transpose(1, 2, 0).astype(np.float32)
+
+
+def sample_frame(height: int, width: int) -> np.ndarray:
+    """The shipped sample picture as a uint8 RGBA frame of any size (a real person, not noise)."""
+    rgb = cover(read_image_rgb(SAMPLE), height, width)
+    return np.dstack([rgb, np.full((height, width), 255, np.uint8)])
+
+
+@dataclass
+class ThroughputResult:
+    size: tuple[int, int]
+    ratio: float
+    backend: str
+    bare_ms: float
+    pipeline_ms: float
+
+    @property
+    def fps_ratio(self) -> float:
+        return self.bare_ms / self.pipeline_ms
+
+    def line(self) -> str:
+        w, h = self.size
+        return (f"{w}x{h} ratio {self.ratio:g}: bare model {1000 / self.bare_ms:6.1f} fps ({self.bare_ms:.1f} ms), "
+                f"pipeline {1000 / self.pipeline_ms:6.1f} fps ({self.pipeline_ms:.1f} ms), "
+                f"pipeline/bare {self.fps_ratio:.2f}")
+
+
+def throughput(options: SessionOptions, width: int, height: int, frames: int) -> ThroughputResult:
+    """Median per-frame time of the bare model and of the whole pipeline, interleaved frame by frame."""
+    frame = sample_frame(height, width)
+    session = MattingSession(options)
+    for _ in range(3):
+        session.process(frame, 0.0)
+    ratio = session.status.downsample_ratio or 0.0
+    bare = BareModel(session.model.path, ratio, options.threads)
+    src = (frame[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None].copy()
+    for _ in range(3):
+        bare.step(src)
+    bare_times, pipe_times = [], []
+    for i in range(frames):
+        t0 = time.perf_counter()
+        bare.step(src)
+        t1 = time.perf_counter()
+        session.process(frame, i / 30)
+        t2 = time.perf_counter()
+        bare_times.append(t1 - t0)
+        pipe_times.append(t2 - t1)
+    result = ThroughputResult((width, height), ratio, session.status.backend,
+                              1000 * statistics.median(bare_times), 1000 * statistics.median(pipe_times))
+    session.close()
+    return result
+
+
+def _rss_worker(options: SessionOptions, width: int, height: int, frames: int, checkpoint: int, queue) -> None:
+    frame = sample_frame(height, width)
+    session = MattingSession(options)
+    peaks = {}
+    for i in range(1, frames + 1):
+        session.process(frame, i / 30)
+        if i in (checkpoint, frames):
+            peaks[i] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(peaks)
+
+
+def peak_rss(options: SessionOptions, width: int, height: int, frames: int = 500, checkpoint: int = 50) -> dict:
+    """Peak RSS (MiB) after `checkpoint` and after `frames` frames, in a fresh process so nothing else counts."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_rss_worker, args=(options, width, height, frames, checkpoint, queue))
+    proc.start()
+    peaks = queue.get()
+    proc.join()
+    return peaks

@@ -1,0 +1,253 @@
+"""The `obs-rvm` command: process files, run the demo, benchmark, manage models.
+
+Every expected failure is an ObsRvmError with a one-line message: printed as `obs-rvm: error: ...`, exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .backgrounds import DEFAULT_COLOR, MODES, BackgroundConfig
+from .engines import BACKENDS
+from .errors import InputError, ObsRvmError
+from .matting import SessionOptions
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'R,G,B' (0-255) or '#RRGGBB'."""
+    text = text.strip()
+    try:
+        if text.startswith("#") and len(text) == 7:
+            return tuple(int(text[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or not all(0 <= p <= 255 for p in parts):
+        raise argparse.ArgumentTypeError(f"colour must be R,G,B with values 0-255 or #RRGGBB, got '{text}'")
+    return parts  # type: ignore[return-value]
+
+
+def parse_ratio(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"downsample ratio must be 'auto' or a number in (0, 1], got '{text}'")
+    return value
+
+
+def parse_blur(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"blur strength must be 0-100, got '{text}'")
+    return value
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser, default_mode: str = "blur") -> None:
+    g = parser.add_argument_group("matting")
+    g.add_argument("--background", "-b", choices=MODES, default=default_mode, help="what replaces the background")
+    g.add_argument("--color", type=parse_color, default=DEFAULT_COLOR, metavar="R,G,B",
+                   help="colour for --background color (default 0,177,64, or #RRGGBB)")
+    g.add_argument("--image", metavar="PATH", help="picture for --background image (scaled to cover the frame)")
+    g.add_argument("--video", metavar="PATH", help="video for --background video (loops)")
+    g.add_argument("--blur", type=parse_blur, default=50.0, metavar="0-100", help="blur strength (default 50)")
+    g.add_argument("--model", metavar="NAME|PATH", help="catalog model (see `obs-rvm models`) or an .onnx file")
+    g.add_argument("--downsample", type=parse_ratio, default=None, metavar="R",
+                   help="RVM downsample ratio in (0, 1], or auto (default: from the resolution)")
+    g.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto: TensorRT if possible, else onnxruntime (CUDA, then CPU)")
+    g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for onnxruntime")
+    g.add_argument("--fp32", dest="fp16", action="store_false", help="TensorRT: build in FP32 instead of FP16")
+
+
+def session_options(args: argparse.Namespace) -> SessionOptions:
+    background = BackgroundConfig(mode=args.background, color=args.color, image=args.image, video=args.video,
+                                  blur=args.blur)
+    if args.background == "image" and not args.image:
+        raise InputError("--background image needs --image PATH")
+    if args.background == "video" and not args.video:
+        raise InputError("--background video needs --video PATH")
+    return SessionOptions(model=args.model, background=background, downsample_ratio=args.downsample,
+                          backend=args.backend, threads=args.threads, fp16=args.fp16)
+
+
+def _download_bar():
+    """A tqdm progress callback for model downloads, created on first use."""
+    from tqdm import tqdm
+
+    bar = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc="downloading model", leave=False)
+        bar.update(done - bar.n)
+        if total and done >= total:
+            bar.close()
+
+    return progress
+
+
+def _describe(session) -> str:
+    status = session.status
+    notes = f" [{'; '.join(status.notes)}]" if status.notes else ""
+    return f"{status.backend}, model {status.model}, downsample {status.downsample_ratio:g}{notes}"
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .matting import MattingSession
+    from .process import output_has_alpha, process
+    from .video_io import open_sink, open_source
+
+    options = session_options(args)
+    source = open_source(args.input)
+    session = MattingSession(options, download_progress=_download_bar())
+    sink = open_sink(args.output, source.fps, source.size, output_has_alpha(session),
+                     None if args.no_audio else source.audio_path)
+    if getattr(sink, "warning", None):
+        print(f"obs-rvm: warning: {sink.warning}", file=sys.stderr)
+    with tqdm(total=source.frames, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
+        result = process(session, source, sink, on_frame=lambda n: bar.update(1))
+    print(f"wrote {sink.path}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps), "
+          f"{_describe(session)}")
+    session.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .demo import contact_sheet, default_output
+
+    if args.camera is not None:
+        from .camera import run_preview
+
+        return run_preview(session_options(args), args.camera)
+    out = Path(args.output) if args.output else default_output()
+    options = session_options(args)
+    sheet, session = contact_sheet(options, Path(args.input) if args.input else None,
+                                   on_mode=lambda mode: print(f"keying: {mode}", file=sys.stderr))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise InputError(f"cannot write {out}: check the folder exists and is writable")
+    print(f"contact sheet of every background mode: {out}")
+    print(f"({_describe(session)})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import peak_rss, throughput
+
+    options = session_options(args)
+    print(f"obs-rvm bench: background {options.background.mode}, {args.frames} frames per size, bare model and "
+          f"pipeline alternating frame by frame")
+    for size in args.sizes:
+        w, h = size
+        print(throughput(options, w, h, args.frames).line(), flush=True)
+    if args.rss_frames:
+        w, h = args.sizes[0]
+        peaks = peak_rss(options, w, h, args.rss_frames, min(50, args.rss_frames))
+        first, last = peaks[min(50, args.rss_frames)], peaks[args.rss_frames]
+        print(f"peak RSS {w}x{h}: {first:.0f} MiB after {min(50, args.rss_frames)} frames, {last:.0f} MiB after "
+              f"{args.rss_frames} frames ({100 * (last - first) / first:+.1f}%)")
+    return 0
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got '{text}'") from None
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got '{text}'")
+    return w, h
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import catalog, default_model_name, download_model, model_dir, verification_note
+
+    entries = catalog()
+    if args.action == "download":
+        names = args.names or [default_model_name()]
+        for name in names:
+            if name not in entries:
+                raise InputError(f"unknown model '{name}': choose one of {', '.join(entries)}")
+            path = download_model(entries[name], progress=_download_bar())
+            print(f"{name}: {path} ({verification_note(entries[name])})")
+        return 0
+    print(f"models folder: {model_dir()}")
+    for name, entry in entries.items():
+        path = model_dir() / entry.file
+        state = "downloaded" if path.exists() else "not downloaded"
+        default = " (default)" if name == default_model_name() else ""
+        size = f"{entry.size / 1e6:.1f} MB" if entry.size else "size unknown"
+        print(f"  {name:18} {entry.backbone:12} {entry.precision}  {size:>12}  {state}{default}; "
+              f"{verification_note(entry)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obs-rvm", description="AI background removal with Robust Video Matting.")
+    parser.add_argument("--version", action="version", version=f"obs-rvm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens under the hood")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("process", help="key a video, image or image sequence into a file")
+    p.add_argument("input", help="video file, image, folder of images, or pattern like frames/%%05d.png")
+    p.add_argument("-o", "--output", required=True,
+                   help="video file (.mp4 .mkv .webm .mov) or image pattern like out/%%05d.png")
+    p.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_pipeline_options(p)
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("demo", help="contact sheet of every background mode (or a live camera window)")
+    p.add_argument("input", nargs="?", help="picture to use instead of the bundled sample")
+    p.add_argument("-o", "--output", help="where to write the sheet (default ./obs-rvm-demo.png)")
+    p.add_argument("--camera", nargs="?", const="/dev/video0", default=None, metavar="DEVICE",
+                   help="live window from a camera instead (default /dev/video0)")
+    add_pipeline_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="throughput of the bare model vs the whole pipeline, and memory")
+    p.add_argument("--sizes", type=parse_size, nargs="+", default=[(640, 480), (1280, 720)], metavar="WxH")
+    p.add_argument("--frames", type=int, default=60, help="timed frames per size (default 60)")
+    p.add_argument("--rss-frames", type=int, default=500, help="frames for the memory check (0 skips it)")
+    add_pipeline_options(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("models", help="list the model catalog, or download models")
+    p.add_argument("action", nargs="?", choices=["list", "download"], default="list")
+    p.add_argument("names", nargs="*", help="models to download (default: the default model)")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="obs-rvm: %(message)s")
+    try:
+        return args.func(args)
+    except ObsRvmError as e:
+        print(f"obs-rvm: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("obs-rvm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

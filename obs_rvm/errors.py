@@ -1,0 +1,17 @@
+"""User-facing errors: each carries one line that says what went wrong and what to do about it."""
+
+
+class ObsRvmError(Exception):
+    """An expected failure with an actionable message (printed as-is by the CLI, shown as-is in OBS)."""
+
+
+class ModelError(ObsRvmError):
+    """The model is missing, corrupt, of the wrong kind, or failed verification."""
+
+
+class InputError(ObsRvmError):
+    """An input (video, image, background, output path) cannot be used."""
+
+
+class BackendError(ObsRvmError):
+    """The requested inference backend cannot run here."""
