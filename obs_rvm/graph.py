@@ -27,7 +27,9 @@ from .models import ModelFile
 from .paths import atomic_write, cache_dir
 
 GRAPH_VERSION = 4
-"""Bump whenever the wrapper changes: it is part of every graph and engine cache key."""
+"""Bump whenever the wrapper changes meaning; together with this file's own hash it keys every graph and engine
+cache, so an edited wrapper can never be served from a stale cache."""
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 RVM_INPUTS = ("src", "r1i", "r2i", "r3i", "r4i", "downsample_ratio")
 RVM_OUTPUTS = ("fgr", "pha", "r1o", "r2o", "r3o", "r4o")
@@ -148,7 +150,8 @@ def prepare(model: ModelFile, spec: GraphSpec) -> PreparedGraph:
 
 
 def graph_key(model_sha256: str, spec: GraphSpec) -> str:
-    fields = {"model": model_sha256, "graph_version": GRAPH_VERSION, **asdict(spec), "variant": spec.variant.value}
+    fields = {"model": model_sha256, "graph_version": GRAPH_VERSION, "source": _SOURCE_HASH, **asdict(spec),
+              "variant": spec.variant.value}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -198,7 +201,7 @@ def _probe_state_shapes(model: onnx.ModelProto, height: int, width: int) -> dict
     feeds |= {name: np.zeros((1, 1, 1, 1), np.float16 if "float16" in types[name] else np.float32)
               for name in STATE_INPUTS}
     shapes = session.run(list(STATE_OUTPUTS), feeds)
-    return {i: list(s.shape) for i, s in zip(STATE_INPUTS, shapes, strict=False)}
+    return {i: list(s.shape) for i, s in zip(STATE_INPUTS, shapes, strict=True)}
 
 
 def _simplify(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelProto:

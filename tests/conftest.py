@@ -11,12 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = Path(os.environ.get("OBS_RVM_TEST_DATA", REPO.parent / "shared")).resolve()
-MODEL = DATA / "models" / "rvm_mobilenetv3_tfjs_int8_dequant.onnx"
-MEDIA = DATA / "media"
-CLIPS = MEDIA / "clips"
-ASTRONAUT = MEDIA / "astronaut.png"
+from paths import MODEL
 
 if not MODEL.is_file():
     raise pytest.UsageError(f"test model not found at {MODEL}: set OBS_RVM_TEST_DATA to the shared data folder")

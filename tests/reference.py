@@ -1,36 +1,34 @@
-"""Independent NumPy references for the prepared graph: the bare RVM model run the official way, and the
-compositing maths written out directly (not through obs_rvm.graph), so a wrong wrapper cannot agree with itself."""
+"""Independent NumPy references for the prepared graph: the compositing maths written out directly (not through
+obs_rvm.graph), so a wrong wrapper cannot agree with itself. The bare model is obs_rvm.bench.BareModel: the
+untouched RVM ONNX run the official way (float NCHW src, ratio input, r*o fed back as r*i by hand)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
+
+from obs_rvm.bench import BareModel
+
+from paths import CLIPS
+
+__all__ = ["BareModel", "blurred_background", "clip_frames", "over", "transparent"]
 
 
-class BareRVM:
-    """The untouched RVM ONNX with its official I/O: float NCHW src, [1,1,1,1] zero states, ratio as an input."""
-
-    def __init__(self, path: Path, ratio: float) -> None:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.ratio = np.array([ratio], np.float32)
-        self.reset()
-
-    def reset(self) -> None:
-        self.state = [np.zeros((1, 1, 1, 1), np.float32)] * 4
-
-    def __call__(self, rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 RGBA [H,W,4] -> (fgr [H,W,3], pha [H,W,1]) as float32 in 0..1."""
-        src = (rgba[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None]
-        feeds = {"src": src, "downsample_ratio": self.ratio}
-        feeds |= {f"r{i + 1}i": s for i, s in enumerate(self.state)}
-        fgr, pha, *self.state = self.session.run(None, feeds)
-        return fgr[0].transpose(1, 2, 0), pha[0].transpose(1, 2, 0)
+def clip_frames(name: str = "again.mkv", count: int = 5, start: int = 0) -> list[np.ndarray]:
+    """Consecutive RGBA frames of a real clip."""
+    cap = cv2.VideoCapture(str(CLIPS / name))
+    frames = []
+    index = 0
+    while len(frames) < count:
+        ok, bgr = cap.read()
+        assert ok, f"{name} has fewer than {start + count} frames"
+        if index >= start:
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA))
+        index += 1
+    cap.release()
+    return frames
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -42,6 +40,7 @@ def transparent(fgr: np.ndarray, pha: np.ndarray) -> np.ndarray:
 
 
 def over(fgr: np.ndarray, pha: np.ndarray, bg01: np.ndarray) -> np.ndarray:
+    """out = fgr*a + bg*(1-a), opaque."""
     rgb = fgr * pha + bg01 * (1 - pha)
     return to_uint8(np.concatenate([rgb, np.ones_like(pha)], axis=2))
 

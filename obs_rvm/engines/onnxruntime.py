@@ -50,7 +50,7 @@ class OnnxRuntimeEngine(Engine):
     def run(self, frame: np.ndarray, extra: Mapping[str, np.ndarray]) -> np.ndarray:
         self.check_frame(frame)
         results = self.session.run([OUTPUT, *STATE_OUTPUTS], {FRAME: frame, **self._state, **extra})
-        self._state = dict(zip(STATE_INPUTS, results[1:], strict=False))
+        self._state = dict(zip(STATE_INPUTS, results[1:], strict=True))
         return results[0]
 
     def reset(self) -> None:
