@@ -162,13 +162,17 @@ class Sink:
 
 
 def _writable_parent(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
+    """Fail before any work if the output cannot be written (checked by writing: permission bits lie for root)."""
+    parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create output folder {parent}: {e.strerror}") from e
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"cannot write to output folder {parent}: permission denied")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot write to output folder {parent}: {e.strerror}") from e
 
 
 class ImageSequenceSink(Sink):

@@ -1,0 +1,220 @@
+"""The `obs-rvm` command end to end, as a user runs it: real processes, real files, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from obs_rvm.backgrounds import BackgroundConfig
+from obs_rvm.matting import MattingSession, SessionOptions
+
+from paths import ASTRONAUT, CLIPS, MODEL
+from reference import clip_frames
+
+CLIP = CLIPS / "again.mkv"
+
+
+def obs_rvm(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "obs_rvm.cli", *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, pattern: str) -> None:
+    """Non-zero exit, one line saying what is wrong, no traceback."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("obs-rvm: error: "), result.stderr
+    assert re.search(pattern, lines[-1]), lines[-1]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir()] if folder.exists() else []
+
+
+def test_process_to_png_sequence_matches_session(tmp_path):
+    out = tmp_path / "out" / "%04d.png"
+    result = obs_rvm("process", str(CLIP), "-o", str(out), "-b", "color", "--color", "10,20,30", "-q")
+    assert "frames in" in result.stdout and "onnxruntime" in result.stdout
+    written = sorted((tmp_path / "out").iterdir())
+    count = int(cv2.VideoCapture(str(CLIP)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert abs(len(written) - count) <= 1 and written[0].name == "0000.png"
+    session = MattingSession(SessionOptions(background=BackgroundConfig("color", color=(10, 20, 30))))
+    for i, frame in enumerate(clip_frames("again.mkv", 6)):
+        expected = session.process(frame, i / 30)
+        got = cv2.cvtColor(cv2.imread(str(written[i]), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_process_video_keeps_audio_and_every_frame(tmp_path):
+    with_audio = tmp_path / "talk.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(CLIP), "-f", "lavfi", "-i", "sine=frequency=440",
+                    "-shortest", "-c:v", "copy", "-c:a", "aac", str(with_audio)], check=True)
+    out = tmp_path / "keyed.mp4"
+    obs_rvm("process", str(with_audio), "-o", str(out), "-b", "blur", "-q")
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json",
+                                       str(out)], capture_output=True, text=True, check=True).stdout)
+    kinds = {s["codec_type"]: s for s in probe["streams"]}
+    assert "audio" in kinds, "the input's audio must be kept"
+    cap = cv2.VideoCapture(str(CLIP))
+    source_frames = 0
+    while cap.read()[0]:
+        source_frames += 1
+    assert int(kinds["video"]["nb_read_frames"]) == source_frames
+    assert (int(kinds["video"]["width"]), int(kinds["video"]["height"])) == (640, 480)
+    assert sorted(leftovers(tmp_path)) == ["keyed.mp4", "talk.mkv"], "no temp file left behind"
+
+
+def test_transparent_png_keeps_alpha(tmp_path):
+    out = tmp_path / "astro.png"
+    obs_rvm("process", str(ASTRONAUT), "-o", str(out), "-b", "transparent", "-q")
+    rgba = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (512, 512, 4)
+    assert rgba[:30, :30, 3].max() == 0 and rgba[80:140, 200:250, 3].min() > 200
+
+
+def test_transparent_webm_has_alpha(tmp_path):
+    out = tmp_path / "keyed.webm"
+    obs_rvm("process", str(CLIP), "-o", str(out), "-b", "transparent", "-q")
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_streams", str(out)], capture_output=True, text=True)
+    assert "alpha_mode=1" in probe.stdout or "TAG:ALPHA_MODE=1" in probe.stdout
+
+
+def test_image_background_and_video_background(tmp_path):
+    bg = tmp_path / "bg.jpg"
+    cv2.imwrite(str(bg), np.full((100, 300, 3), (0, 0, 255), np.uint8))  # red, a different aspect ratio
+    out = tmp_path / "img.png"
+    obs_rvm("process", str(ASTRONAUT), "-o", str(out), "-b", "image", "--image", str(bg), "-q")
+    corner = cv2.imread(str(out))[:20, -20:].reshape(-1, 3).mean(0)
+    assert corner[2] > 200 and corner[:2].max() < 40, corner
+    out = tmp_path / "vid.png"
+    obs_rvm("process", str(ASTRONAUT), "-o", str(out), "-b", "video", "--video", str(CLIP), "-q")
+    assert cv2.imread(str(out)).shape == (512, 512, 3)
+
+
+def test_demo_writes_a_contact_sheet(tmp_path):
+    out = tmp_path / "sheet.png"
+    result = obs_rvm("demo", "-o", str(out))
+    assert str(out) in result.stdout
+    sheet = cv2.imread(str(out))
+    assert sheet.shape == (768, 1152, 3), "six 384-px tiles: input and five modes"
+    green = sheet[40:60, 384 * 2 + 330:384 * 3 - 10].reshape(-1, 3).mean(0)  # colour tile, top-right corner
+    assert abs(green[1] - 177) < 5 and green[0] < 80, green
+
+
+def test_bench_prints_the_ratio_and_memory():
+    result = obs_rvm("bench", "--sizes", "96x64", "--frames", "4", "--rss-frames", "12")
+    assert "pipeline/bare" in result.stdout and "peak RSS 96x64" in result.stdout
+
+
+# --- bad input: one clear line, exit code 1, nothing half-written -----------------------------------------------
+
+
+def test_missing_model_file(tmp_path):
+    out = tmp_path / "o.mp4"
+    r = obs_rvm("process", str(CLIP), "-o", str(out), env={"OBS_RVM_MODEL": str(tmp_path / "nope.onnx")},
+                check=False)
+    assert_clean_error(r, "model file not found")
+    assert leftovers(tmp_path) == []
+
+
+def test_corrupt_model(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(MODEL.read_bytes()[:50_000])
+    r = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "o.mp4"), "--model", str(broken), check=False)
+    assert_clean_error(r, "corrupt or truncated")
+    assert leftovers(tmp_path) == ["broken.onnx"]
+
+
+def test_checksum_mismatch_of_downloaded_model(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "rvm_mobilenetv3_fp32.onnx").write_bytes(MODEL.read_bytes())  # not the official bytes
+    env = {"OBS_RVM_MODEL": "", "OBS_RVM_MODEL_DIR": str(models)}
+    r = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "o.mp4"), "--model", "mobilenetv3", env=env, check=False)
+    assert_clean_error(r, "does not match the published sha256")
+
+
+def test_not_an_rvm_model(tmp_path):
+    from onnx import TensorProto, helper, save
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    save(helper.make_model(g), str(tmp_path / "relu.onnx"))
+    r = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "o.mp4"), "--model", str(tmp_path / "relu.onnx"),
+                check=False)
+    assert_clean_error(r, "not a Robust Video Matting model")
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video at all" * 100])
+def test_unreadable_or_empty_video(tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    r = obs_rvm("process", str(bad), "-o", str(tmp_path / "o.mp4"), check=False)
+    assert_clean_error(r, "empty|cannot open video|no readable frames")
+    assert leftovers(tmp_path) == ["bad.mp4"]
+
+
+def test_missing_background_files(tmp_path):
+    r = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "o.mp4"), "-b", "image", "--image",
+                str(tmp_path / "none.png"), check=False)
+    assert_clean_error(r, "image not found")
+    r = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "o.mp4"), "-b", "video", "--video",
+                str(tmp_path / "none.mp4"), check=False)
+    assert_clean_error(r, "video not found")
+    r = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "o.mp4"), "-b", "image", check=False)
+    assert_clean_error(r, "needs --image")
+    assert leftovers(tmp_path) == []
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    r = obs_rvm("process", str(CLIP), "-o", str(blocker / "o.mp4"), check=False)
+    assert_clean_error(r, "cannot create output folder")
+    r = obs_rvm("process", str(CLIP), "-o", "/proc/obs-rvm-test.png", check=False)  # unwritable even for root
+    assert_clean_error(r, "cannot write to output folder /proc")
+
+
+def test_transparent_into_mp4_is_refused(tmp_path):
+    r = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "o.mp4"), "-b", "transparent", check=False)
+    assert_clean_error(r, "cannot store transparency.*webm")
+    assert leftovers(tmp_path) == []
+
+
+def test_interrupted_run_leaves_no_output(tmp_path):
+    long_clip = CLIPS / "one-by-one-person-detection.mp4"
+    out = tmp_path / "o.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "obs_rvm.cli", "process", str(long_clip), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(".partial" in n for n in leftovers(tmp_path)):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert leftovers(tmp_path) == [], "an interrupted run must not leave a partial file"
+
+
+def test_help_lists_every_command():
+    result = obs_rvm("--help")
+    for command in ("process", "demo", "bench", "models"):
+        assert command in result.stdout
+    assert shutil.which("ffmpeg"), "ffmpeg is part of the test environment (.ci/run installs it)"
