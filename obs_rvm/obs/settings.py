@@ -1,0 +1,88 @@
+"""The filter's settings: keys, defaults, and their meaning as session options.
+
+Saved scene collections and obs-websocket clients use these keys, so they never change. Parsing never fails:
+a bad value becomes an ObsRvmError when the worker applies it, which the filter shows instead of crashing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..backgrounds import DEFAULT_COLOR, BackgroundConfig
+from ..errors import InputError
+from ..matting import SessionOptions
+from ..models import default_model_name
+
+BACKGROUND, COLOR, IMAGE_PATH, VIDEO_PATH, BLUR = "background", "color", "image_path", "video_path", "blur"
+MODEL, BACKEND, DOWNSAMPLE_RATIO, FP16 = "model", "backend", "downsample_ratio", "fp16"
+
+
+def rgb_to_obs_color(rgb: tuple[int, int, int]) -> int:
+    """OBS stores colours as 0xAABBGGRR."""
+    r, g, b = rgb
+    return 0xFF000000 | (b << 16) | (g << 8) | r
+
+
+def obs_color_to_rgb(value: int) -> tuple[int, int, int]:
+    return value & 0xFF, (value >> 8) & 0xFF, (value >> 16) & 0xFF
+
+
+def defaults() -> dict[str, str | int | float | bool]:
+    return {
+        BACKGROUND: "blur",
+        COLOR: rgb_to_obs_color(DEFAULT_COLOR),
+        IMAGE_PATH: "",
+        VIDEO_PATH: "",
+        BLUR: 50,
+        MODEL: default_model_name(),
+        BACKEND: "auto",
+        DOWNSAMPLE_RATIO: 0.0,
+        FP16: True,
+    }
+
+
+def inference_threads() -> int:
+    """CPU threads for onnxruntime inside OBS: half the cores, so OBS's own render and encoder threads keep theirs."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    background: BackgroundConfig
+    model: str
+    backend: str
+    downsample_ratio: float
+    fp16: bool
+
+    @property
+    def engine_key(self) -> tuple:
+        """What a MattingSession is built from: a change here rebuilds the session, anything else is live."""
+        return self.model, self.backend, self.downsample_ratio, self.fp16
+
+    def check(self) -> None:
+        if not (self.downsample_ratio == 0 or 0 < self.downsample_ratio <= 1):
+            raise InputError(f"downsample ratio must be 0 (auto) or between 0 and 1, got {self.downsample_ratio:g}")
+
+    def session_options(self) -> SessionOptions:
+        self.check()
+        return SessionOptions(model=self.model or None, background=self.background,
+                              downsample_ratio=self.downsample_ratio or None, backend=self.backend,
+                              threads=inference_threads(), fp16=self.fp16)
+
+
+def parse(get_string: Callable[[str], str], get_int: Callable[[str], int], get_float: Callable[[str], float],
+          get_bool: Callable[[str], bool]) -> FilterSettings:
+    """Read settings through typed getters (obs_data_get_* in OBS, a dict in tests)."""
+    background = BackgroundConfig(
+        mode=get_string(BACKGROUND).strip() or "blur",
+        color=obs_color_to_rgb(get_int(COLOR)),
+        image=get_string(IMAGE_PATH).strip() or None,
+        video=get_string(VIDEO_PATH).strip() or None,
+        blur=get_float(BLUR),
+    )
+    return FilterSettings(background=background, model=get_string(MODEL).strip(),
+                          backend=get_string(BACKEND).strip() or "auto",
+                          downsample_ratio=get_float(DOWNSAMPLE_RATIO), fp16=get_bool(FP16))
+

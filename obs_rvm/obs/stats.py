@@ -1,0 +1,55 @@
+"""Small rolling statistics for the status line: recent timings and event rates.
+
+Writers and readers may be different threads; deque appends and list copies are atomic under the GIL, and a
+status line that is one sample behind is fine.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class Rolling:
+    """The last `size` samples of a quantity (milliseconds, usually)."""
+
+    def __init__(self, size: int) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._values.append(value)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile (p in 0..100) of the samples held, None before the first one."""
+        values = sorted(list(self._values))
+        if not values:
+            return None
+        rank = min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))
+        return values[rank]
+
+    def median(self) -> float | None:
+        return self.percentile(50)
+
+
+class Rate:
+    """Events per second over the last `window` seconds of the caller's clock."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+        self.count = 0
+        """Events since creation."""
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        self.count += 1
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+
+    def per_second(self, now: float) -> float:
+        times = [t for t in list(self._times) if now - t <= self.window]
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-9)

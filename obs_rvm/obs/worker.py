@@ -1,0 +1,240 @@
+"""The filter's inference thread: it owns the MattingSession, so OBS's render thread never waits for a model.
+
+Frames arrive through a single slot (the newest wins, nothing queues, so latency stays bounded) and keyed frames
+leave through another. Settings changes are applied here between frames: engine changes rebuild the session,
+background changes swap it live. Any failure is logged once, kept in the status, and halts keying until the
+settings change (the filter passes the video through meanwhile). This module never touches OBS.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import ObsRvmError
+from ..matting import MattingSession
+from ..slot import LatestSlot
+from .settings import FilterSettings
+from .stats import Rate, Rolling
+
+log = logging.getLogger("obs_rvm.obs")
+
+GAP_NS = 500_000_000
+"""A pause this long between captured frames (filter hidden, source restarted) forgets RVM's recurrent state."""
+POLL_S = 0.1
+"""How often an idle worker looks for new settings or a stop request."""
+
+
+@dataclass(frozen=True)
+class Captured:
+    frame: np.ndarray
+    """uint8 RGBA [H, W, 4], owned by the worker once handed over."""
+    frame_time: int
+    """OBS video time (ns) of the frame it was captured in."""
+
+
+@dataclass(frozen=True)
+class Keyed:
+    frame: np.ndarray
+    frame_time: int
+    """frame_time of the Captured it was made from: drawn time minus this is the pipeline latency."""
+
+
+@dataclass
+class WorkerStatus:
+    state: str = "starting"
+    """starting (building the session or the first frame), running, error, stopped."""
+    backend: str = ""
+    model: str = ""
+    size: tuple[int, int] | None = None
+    downsample_ratio: float | None = None
+    notes: list[str] = field(default_factory=list)
+    message: str = ""
+    """Latest progress message from the session ("preparing the model...", "building TensorRT engine...")."""
+    message_time: float = 0.0
+    error: str = ""
+    frames: int = 0
+
+
+class FilterWorker:
+    """One per filter instance. Thread-safe entry points: submit, latest, configure, retry, stop, snapshot."""
+
+    def __init__(self, label: str, settings: FilterSettings) -> None:
+        self.label = label
+        self._frames: LatestSlot[Captured] = LatestSlot()
+        self._results: LatestSlot[Keyed] = LatestSlot()
+        self._lock = threading.Lock()
+        self._pending: FilterSettings | None = settings
+        self._force_rebuild = False
+        self._settings: FilterSettings | None = None
+        self._session: MattingSession | None = None
+        self._halted = False
+        self._logged_error = ""
+        self._first_frame_time: int | None = None
+        self._last_frame_time: int | None = None
+        self._stop = threading.Event()
+        self.status = WorkerStatus()
+        self.inference_ms = Rolling(60)
+        self.inference_rate = Rate()
+        self._thread = threading.Thread(target=self._run, name=f"obs-rvm {label}")
+        self._thread.start()
+
+    # -- called from OBS threads ------------------------------------------------------------------------------
+
+    def submit(self, captured: Captured) -> None:
+        """Render thread: hand over the newest frame (replacing one not yet taken)."""
+        self._frames.put(captured)
+
+    def latest(self) -> Keyed | None:
+        """Render thread: the newest keyed frame not yet taken, without waiting."""
+        return self._results.take(timeout=0)
+
+    @property
+    def running(self) -> bool:
+        """Whether keyed frames are current: False while (re)building, after an error, once stopped."""
+        return self.status.state == "running"
+
+    def configure(self, settings: FilterSettings) -> None:
+        """UI thread: new settings, applied by the worker before its next frame."""
+        with self._lock:
+            self._pending = settings
+
+    def retry(self) -> None:
+        """Rebuild the session with the current settings (after fixing a file the error pointed at)."""
+        with self._lock:
+            if self._pending is None and self._settings is not None:
+                self._pending = self._settings
+            self._force_rebuild = True
+
+    def snapshot(self) -> WorkerStatus:
+        return replace(self.status, notes=list(self.status.notes))
+
+    @property
+    def dropped(self) -> int:
+        """Captured frames replaced before the worker could take them (the worker is slower than the video)."""
+        return self._frames.dropped
+
+    def stop(self) -> None:
+        """Ask the thread to finish its current frame and exit; never blocks (OBS may be destroying the filter)."""
+        self._stop.set()
+        self._frames.close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # -- the thread -------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        log.debug("%s: worker started", self.label)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._apply_pending()
+                    if self._session is None or self._halted:
+                        self._stop.wait(POLL_S)
+                        continue
+                    item = self._frames.take(timeout=POLL_S)
+                    if item is not None and not self._stop.is_set():
+                        self._key(item)
+                except Exception as e:  # the thread must survive anything: report it and wait for new settings
+                    self._fail(e)
+        finally:
+            self._close_session()
+            self.status.state = "stopped"
+            log.debug("%s: worker stopped", self.label)
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            force, self._force_rebuild = self._force_rebuild, False
+        if pending is None:
+            return
+        previous, self._settings = self._settings, pending
+        try:
+            if force or self._session is None or previous is None or pending.engine_key != previous.engine_key:
+                self._rebuild(pending)
+            elif pending.background != previous.background:
+                self._session.set_background(pending.background)
+                if self._halted:  # the failure was the background: key again with the new one
+                    self._resume()
+        except Exception as e:
+            self._fail(e)
+            return
+        self._halted = False
+
+    def _rebuild(self, settings: FilterSettings) -> None:
+        self._close_session()
+        self._results.take(timeout=0)  # a frame keyed with the old settings must not be drawn
+        self._resume()
+        self._session = MattingSession(settings.session_options(), on_status=self._on_status,
+                                       download_progress=self._on_download)
+        self.status.model = self._session.status.model
+        self.status.notes = list(self._session.status.notes)
+
+    def _resume(self) -> None:
+        self.status.state = "starting"
+        self.status.error = ""
+        self._logged_error = ""
+        self._last_frame_time = None
+
+    def _key(self, item: Captured) -> None:
+        session = self._session
+        assert session is not None
+        if self._last_frame_time is not None and item.frame_time - self._last_frame_time > GAP_NS:
+            session.reset()
+        if self._first_frame_time is None:
+            self._first_frame_time = item.frame_time
+        self._last_frame_time = item.frame_time
+        start = time.perf_counter()
+        out = session.process(item.frame, (item.frame_time - self._first_frame_time) / 1e9)
+        self._results.put(Keyed(np.array(out, copy=True), item.frame_time))
+        done = time.perf_counter()
+        self.inference_ms.add(1000 * (done - start))
+        self.inference_rate.tick(done)
+        self.status.frames += 1
+        st = session.status
+        self.status.backend, self.status.size, self.status.downsample_ratio = st.backend, st.size, st.downsample_ratio
+        self.status.notes = list(st.notes)
+        if self.status.state != "running":
+            self.status.state = "running"
+            width, height = st.size or (0, 0)
+            log.info("%s: keying %dx%d with %s, model %s, downsample ratio %g", self.label, width, height,
+                     st.backend, st.model, st.downsample_ratio or 0)
+
+    def _on_status(self, message: str) -> None:
+        self.status.message, self.status.message_time = message, time.monotonic()
+        log.info("%s: %s", self.label, message)
+
+    def _on_download(self, done: int, total: int | None) -> None:
+        percent = f"{100 * done // total}%" if total else f"{done // (1 << 20)} MiB"
+        self.status.message, self.status.message_time = f"downloading the model: {percent}", time.monotonic()
+
+    def _fail(self, error: Exception) -> None:
+        if isinstance(error, ObsRvmError):
+            message = str(error)
+        else:
+            message = f"unexpected {type(error).__name__}: {error}"
+            log.debug("%s: %s", self.label, message, exc_info=error)
+        self._halted = True
+        self.status.state = "error"
+        self.status.error = message
+        if message != self._logged_error:
+            self._logged_error = message
+            log.error("%s: %s", self.label, message)
+
+    def _close_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                session.close()
+            except Exception as e:  # closing must never take the thread (or OBS) down
+                log.warning("%s: closing the session failed: %s", self.label, e)

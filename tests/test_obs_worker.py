@@ -1,0 +1,203 @@
+"""The OBS filter's inference thread and settings, on the real model, without OBS: frames in, keyed frames out,
+newest-wins hand-off, live settings changes, errors reported once and recovered from, clean stop."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from obs_rvm.backgrounds import DEFAULT_COLOR
+from obs_rvm.matting import MattingSession
+from obs_rvm.obs import settings as keys
+from obs_rvm.obs.locale import Text
+from obs_rvm.obs.status import ERROR, Numbers, describe
+from obs_rvm.obs.worker import GAP_NS, Captured, FilterWorker, WorkerStatus
+
+from reference import clip_frames
+
+FRAME_NS = 33_333_333
+SIZE = (320, 240)
+
+
+def settings(**values) -> keys.FilterSettings:
+    merged = {**keys.defaults(), **values}
+    return keys.parse(lambda k: str(merged[k]), lambda k: int(merged[k]), lambda k: float(merged[k]),
+                      lambda k: bool(merged[k]))
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [cv2.resize(f, SIZE, interpolation=cv2.INTER_AREA) for f in clip_frames("again.mkv", 6)]
+
+
+@pytest.fixture
+def worker_factory():
+    workers: list[FilterWorker] = []
+
+    def make(**values) -> FilterWorker:
+        w = FilterWorker("test", settings(**values))
+        workers.append(w)
+        return w
+
+    yield make
+    for w in workers:
+        w.stop()
+        assert w.join(30), "worker thread did not exit"
+
+
+def wait(probe, timeout: float = 60.0, what: str = "condition", fail: bool = True):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        time.sleep(0.01)
+    if fail:
+        raise AssertionError(f"timed out waiting for {what}")
+    return None
+
+
+def key_one(worker: FilterWorker, frame: np.ndarray, frame_time: int, resubmit: float | None = None):
+    """Hand over a frame and wait for its keyed result. With `resubmit` (s), hand it over again now and then: a
+    settings change applied just after it was keyed discards that result, as it must (OBS sends the next frame)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        worker.submit(Captured(frame, frame_time))
+        keyed = wait(worker.latest, timeout=resubmit or 60, what="a keyed frame", fail=False)
+        if keyed is not None:
+            return keyed
+    raise AssertionError("timed out waiting for a keyed frame")
+
+
+def test_settings_keys_defaults_and_colours():
+    assert set(keys.defaults()) == {"background", "color", "image_path", "video_path", "blur", "model", "backend",
+                                    "downsample_ratio", "fp16"}
+    s = settings()
+    assert s.background.mode == "blur" and s.background.color == DEFAULT_COLOR and s.backend == "auto"
+    assert s.downsample_ratio == 0 and s.session_options().downsample_ratio is None and s.fp16
+    assert keys.rgb_to_obs_color((1, 2, 3)) == 0xFF030201  # OBS stores 0xAABBGGRR
+    assert keys.obs_color_to_rgb(0xFF030201) == (1, 2, 3)
+    assert settings(background="color", color=0xFF0000FF).background.color == (255, 0, 0)
+    assert settings(blur=50).engine_key == settings(blur=10).engine_key
+    assert settings(downsample_ratio=0.5).engine_key != settings().engine_key
+
+
+def test_keys_frames_exactly_like_a_session(worker_factory, frames):
+    values = {"background": "color", "color": keys.rgb_to_obs_color((10, 20, 250))}
+    worker = worker_factory(**values)
+    session = MattingSession(settings(**values).session_options())  # same options, same thread count
+    for i, frame in enumerate(frames):
+        keyed = key_one(worker, frame, i * FRAME_NS)
+        expected = session.process(frame, i * FRAME_NS / 1e9)
+        assert keyed.frame_time == i * FRAME_NS
+        assert np.abs(keyed.frame.astype(int) - expected).max() <= 1
+    session.close()
+    status = worker.snapshot()
+    assert status.state == "running" and worker.running and status.frames == len(frames)
+    assert status.backend.startswith("onnxruntime") and status.size == SIZE
+    assert status.message == f"preparing the model for {SIZE[0]}x{SIZE[1]}"  # MattingSession's on_status reached us
+
+
+def test_newest_frame_wins_and_nothing_queues(worker_factory, frames):
+    worker = worker_factory(background="transparent")
+    key_one(worker, frames[0], 0)  # engine built: from here on only inference time counts
+    for i in range(1, 41):
+        worker.submit(Captured(frames[i % len(frames)], i * FRAME_NS))
+    last = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (last is None or last.frame_time != 40 * FRAME_NS):
+        last = worker.latest() or last
+        time.sleep(0.005)
+    assert last is not None and last.frame_time == 40 * FRAME_NS, "the newest frame was not keyed"
+    assert worker.snapshot().frames < 20 and worker.dropped > 20  # older frames were dropped, not queued
+
+
+def test_background_changes_live_engine_changes_rebuild(worker_factory, frames):
+    worker = worker_factory(background="color", color=keys.rgb_to_obs_color((255, 0, 0)))
+    t = 0
+
+    def corner_after(new: keys.FilterSettings) -> np.ndarray:
+        nonlocal t
+        worker.configure(new)
+        for _ in range(50):
+            t += FRAME_NS
+            keyed = key_one(worker, frames[0], t, resubmit=1.0)
+            if not np.array_equal(keyed.frame[0, 0, :3], previous):
+                return keyed.frame[0, 0, :3]
+        raise AssertionError("settings change never reached the output")
+
+    previous = key_one(worker, frames[0], t).frame[0, 0, :3].copy()
+    assert previous.tolist() == [255, 0, 0]
+    message_time = worker.snapshot().message_time
+    previous = corner_after(settings(background="color", color=keys.rgb_to_obs_color((0, 255, 0))))
+    assert previous.tolist() == [0, 255, 0]
+    assert worker.snapshot().message_time == message_time, "a colour change must not rebuild anything"
+    assert worker.snapshot().downsample_ratio == 1.0  # auto at 320x240 on the CPU
+    worker.configure(settings(background="color", color=keys.rgb_to_obs_color((0, 255, 0)), downsample_ratio=0.5))
+    wait(lambda: key_one(worker, frames[0], t + FRAME_NS, resubmit=1.0) and worker.snapshot().downsample_ratio == 0.5,
+         what="the rebuilt session")
+    assert worker.snapshot().message_time > message_time
+
+
+def test_errors_are_logged_once_shown_and_recovered_from(worker_factory, frames, caplog, tmp_path):
+    caplog.set_level(logging.INFO, logger="obs_rvm")
+    missing = tmp_path / "nope.onnx"
+    worker = worker_factory(model=str(missing))
+    wait(lambda: worker.snapshot().state == "error", what="the error state")
+    for i in range(10):
+        worker.submit(Captured(frames[0], i * FRAME_NS))
+        time.sleep(0.02)
+    status = worker.snapshot()
+    assert not worker.running and worker.latest() is None
+    assert status.error.startswith(f"model file not found: {missing}")
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and str(missing) in errors[0].getMessage()
+
+    text, level = describe(Text(), status, Numbers())
+    assert level == ERROR and status.error in text and "passes through" in text
+
+    worker.configure(settings(background="image", image_path=str(tmp_path / "missing.png")))
+    wait(lambda: "image not found" in worker.snapshot().error, what="the image error")
+    picture = tmp_path / "bg.png"
+    cv2.imwrite(str(picture), np.full((50, 80, 3), (0, 0, 255), np.uint8))  # BGR red
+    worker.configure(settings(background="image", image_path=str(picture)))
+    keyed = key_one(worker, frames[0], 0)
+    assert worker.running and worker.snapshot().error == ""
+    assert keyed.frame[0, 0, :3].tolist() == [255, 0, 0]
+
+
+def test_a_long_pause_forgets_the_recurrent_state(worker_factory, frames):
+    worker = worker_factory(background="transparent")
+    for i in range(4):
+        key_one(worker, frames[i], i * FRAME_NS)
+    after_gap = key_one(worker, frames[4], 3 * FRAME_NS + GAP_NS + 1).frame
+    fresh = MattingSession(settings(background="transparent").session_options())
+    first = fresh.process(frames[4], 0.0)
+    assert np.abs(after_gap.astype(int) - first).max() <= 1  # like a first frame: no state carried over
+    fresh.close()
+
+
+def test_stop_with_inference_in_flight(frames):
+    worker = FilterWorker("stop", settings(background="blur"))
+    key_one(worker, frames[0], 0)
+    worker.submit(Captured(frames[1], FRAME_NS))
+    time.sleep(0.01)
+    worker.stop()
+    assert worker.join(30)
+    assert worker.snapshot().state == "stopped" and not worker.alive
+
+
+def test_status_text_names_what_runs():
+    status = WorkerStatus(state="running", backend="onnxruntime on CPU (1 threads)", model="m.onnx", size=(640, 480),
+                          downsample_ratio=0.5, notes=["onnxruntime has no CUDA provider"], message="preparing")
+    text, level = describe(Text(), status, Numbers(inference_fps=7.5, inference_ms=130, shown_fps=7.4,
+                                                   latency_ms=233.4, render_median_ms=0.41, render_p99_ms=1.2,
+                                                   dropped=3))
+    for part in ("onnxruntime on CPU (1 threads)", "m.onnx", "640x480", "0.5", "7.5 fps", "233 ms", "Sync Offset",
+                 "0.41 ms", "1.20 ms", "no CUDA provider"):
+        assert part in text
+    assert level == "warning"  # running, but a better backend was skipped: say so
