@@ -9,6 +9,8 @@ settings change (the filter passes the video through meanwhile). This module nev
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -27,6 +29,22 @@ GAP_NS = 500_000_000
 """A pause this long between captured frames (filter hidden, source restarted) forgets RVM's recurrent state."""
 POLL_S = 0.1
 """How often an idle worker looks for new settings or a stop request."""
+
+
+NICE = 10
+"""Inference runs at this (Linux) niceness: on a saturated CPU, keying slows down before OBS drops a frame."""
+
+
+def lower_thread_priority() -> None:
+    """Lower the calling thread's priority; threads it starts later (onnxruntime's pool) inherit it.
+
+    Linux niceness is per thread. Elsewhere this is a no-op (Windows and macOS set priorities per process here).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+        except OSError as e:
+            log.debug("cannot lower the inference thread's priority: %s", e)
 
 
 @dataclass(frozen=True)
@@ -74,13 +92,17 @@ class FilterWorker:
         self._session: MattingSession | None = None
         self._halted = False
         self._logged_error = ""
+        self._busy_since: float | None = None
+        """perf_counter() when the frame being keyed was taken; None between frames."""
         self._first_frame_time: int | None = None
         self._last_frame_time: int | None = None
         self._stop = threading.Event()
         self.status = WorkerStatus()
         self.inference_ms = Rolling(60)
         self.inference_rate = Rate()
-        self._thread = threading.Thread(target=self._run, name=f"obs-rvm {label}")
+        # Not a daemon (a thread started from an OBS callback would inherit daemon=True): Python's finalization at
+        # OBS exit then waits for the frame in flight instead of killing the thread inside onnxruntime (abort).
+        self._thread = threading.Thread(target=self._run, name=f"obs-rvm {label}", daemon=False)
         self._thread.start()
 
     # -- called from OBS threads ------------------------------------------------------------------------------
@@ -92,6 +114,18 @@ class FilterWorker:
     def latest(self) -> Keyed | None:
         """Render thread: the newest keyed frame not yet taken, without waiting."""
         return self._results.take(timeout=0)
+
+    def frame_due_within(self, seconds: float) -> bool:
+        """Whether a frame handed over now would be keyed within `seconds`: the worker is idle or nearly done.
+
+        Lets the render thread skip reading back frames that would only be replaced before anyone took them.
+        """
+        if self._halted:
+            return False
+        started, typical = self._busy_since, self.inference_ms.median()
+        if started is None or typical is None:
+            return True
+        return started + typical / 1000 - time.perf_counter() <= seconds
 
     @property
     def running(self) -> bool:
@@ -135,6 +169,7 @@ class FilterWorker:
 
     def _run(self) -> None:
         log.debug("%s: worker started", self.label)
+        lower_thread_priority()
         try:
             while not self._stop.is_set():
                 try:
@@ -194,9 +229,12 @@ class FilterWorker:
         if self._first_frame_time is None:
             self._first_frame_time = item.frame_time
         self._last_frame_time = item.frame_time
-        start = time.perf_counter()
-        out = session.process(item.frame, (item.frame_time - self._first_frame_time) / 1e9)
-        self._results.put(Keyed(np.array(out, copy=True), item.frame_time))
+        start = self._busy_since = time.perf_counter()
+        try:
+            out = session.process(item.frame, (item.frame_time - self._first_frame_time) / 1e9)
+            self._results.put(Keyed(np.array(out, copy=True), item.frame_time))
+        finally:
+            self._busy_since = None
         done = time.perf_counter()
         self.inference_ms.add(1000 * (done - start))
         self.inference_rate.tick(done)

@@ -1,0 +1,361 @@
+"""The "AI Background" source type: registration, the libobs callbacks, and one object per filter instance.
+
+libobs cannot unregister a source type and keeps calling the registered function pointers for the life of the
+process, so the struct and every callback live in this module (which a script reload does not re-import) and
+registration happens once. Every callback catches everything: an exception must never reach libobs, and a
+filter that failed draws its source unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import threading
+import time
+from dataclasses import replace
+
+from . import libobs as obs
+from . import properties
+from . import settings as keys
+from .frames import GpuFrames
+from .locale import Text
+from .stats import Rate, Rolling
+from .status import Numbers, describe, stats_line
+from .worker import Captured, FilterWorker, WorkerStatus
+
+ID = b"obs_rvm_ai_background"
+STALE_NS = 2_000_000_000
+"""A keyed frame older than this (worker stuck building an engine, source paused) is not shown: pass through."""
+CAPTURE_AHEAD = 1.0
+"""Capture when the worker may finish its frame within this many frame intervals (one more covers jitter)."""
+QUIET_NS = 1_000_000_000
+"""Status changes refresh an open properties panel only after the settings have been left alone this long."""
+JOIN_S = 10.0
+"""How long script_unload waits for stopped workers to finish the frame in flight."""
+
+_log = logging.getLogger("obs_rvm")
+
+
+class _ObsLogHandler(logging.Handler):
+    """Route the package's Python logging to the OBS log (never to stderr, which OBS shows as a script error)."""
+
+    LEVELS = ((logging.ERROR, obs.LOG_ERROR), (logging.WARNING, obs.LOG_WARNING), (logging.INFO, obs.LOG_INFO))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = next((o for py, o in self.LEVELS if record.levelno >= py), obs.LOG_DEBUG)
+            obs.log(level, self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def _setting_reader(data: int) -> keys.FilterSettings:
+    return keys.parse(
+        lambda k: obs.text(obs.obs_data_get_string(data, k.encode())),
+        lambda k: obs.obs_data_get_int(data, k.encode()),
+        lambda k: obs.obs_data_get_double(data, k.encode()),
+        lambda k: obs.obs_data_get_bool(data, k.encode()),
+    )
+
+
+class AiBackground:
+    """One filter instance. Render-thread state is touched only inside video_render (graphics context held)."""
+
+    def __init__(self, source: int, settings: keys.FilterSettings) -> None:
+        self.source = source
+        self.settings = settings
+        self.worker: FilterWorker | None = None
+        """Started at the first frame: a filter on a source nobody shows costs nothing, and its log lines can name
+        the source (a filter is created before it is attached to one)."""
+        self.gpu = GpuFrames()
+        self.frame_time = 0
+        self.shown_time: int | None = None
+        """Capture time of the keyed frame in the texture."""
+        self.render_ms = Rolling(600)
+        self.latency_ms = Rolling(120)
+        self.shown_rate = Rate()
+        self.updated_ns = 0
+        self._seen_status: tuple = ()
+        self._status_dirty = False
+        self._stats_every_ns = int(float(os.environ.get("OBS_RVM_STATS_INTERVAL", "0") or 0) * 1e9)
+        self._stats_at = 0
+        self._render_error = ""
+
+    @property
+    def label(self) -> str:
+        """How log lines name this filter: "AI Background 'AI' on 'Camera'"."""
+        name = obs.text(obs.obs_source_get_name(self.source))
+        parent = obs.obs_filter_get_parent(self.source)
+        on = f" on '{obs.text(obs.obs_source_get_name(parent))}'" if parent else ""
+        return f"AI Background '{name}'{on}"
+
+    # -- callbacks ----------------------------------------------------------------------------------------------
+
+    def update(self, settings: keys.FilterSettings) -> None:
+        self.settings = settings
+        self.updated_ns = time.monotonic_ns()
+        if self.worker is not None:
+            self.worker.configure(settings)
+
+    def render(self) -> None:
+        start = time.perf_counter_ns()
+        try:
+            self._render()
+        except Exception as e:
+            self._render_failed(e)
+        self.render_ms.add((time.perf_counter_ns() - start) / 1e6)
+
+    def _render(self) -> None:
+        target = obs.obs_filter_get_target(self.source)
+        width = obs.obs_source_get_base_width(target) if target else 0
+        height = obs.obs_source_get_base_height(target) if target else 0
+        if not width or not height:
+            obs.obs_source_skip_video_filter(self.source)
+            return
+        if self.worker is None:
+            self.worker = FilterWorker(self.label, self.settings)
+        now = obs.obs_get_video_frame_time()
+        if now != self.frame_time:  # first call in this video frame: capture once, take the newest keyed frame
+            interval, self.frame_time = now - self.frame_time, now
+            previous = self.gpu.read_previous()
+            if previous is not None:
+                self.worker.submit(Captured(*previous))
+            # A frame staged now is handed over at the next frame: skip the read-back (the costly part of a
+            # capture) while the worker is sure to stay busy past that.
+            if self.worker.frame_due_within(CAPTURE_AHEAD * interval / 1e9):
+                self.gpu.capture(self.source, width, height, now)
+            keyed = self.worker.latest()
+            if keyed is not None:
+                self.gpu.upload(keyed.frame)
+                self.shown_time = keyed.frame_time
+                self.latency_ms.add((now - keyed.frame_time) / 1e6)
+                self.shown_rate.tick(now / 1e9)
+            self._housekeeping(now)
+        if (self.worker.running and self.shown_time is not None and now - self.shown_time < STALE_NS
+                and self.gpu.texture_size == (width, height)):
+            self.gpu.draw(width, height)
+        else:
+            obs.obs_source_skip_video_filter(self.source)
+
+    def _render_failed(self, error: Exception) -> None:
+        message = f"drawing failed: {type(error).__name__}: {error}"
+        if message != self._render_error:
+            self._render_error = message
+            _log.error("%s: %s", self.label, message)
+        with contextlib.suppress(Exception):  # nothing else can be drawn
+            obs.obs_source_skip_video_filter(self.source)
+
+    def _housekeeping(self, now: int) -> None:
+        """Once per frame: refresh an open properties panel on status changes, and log stats when asked to."""
+        status = self.worker.status if self.worker else self.snapshot()
+        seen = (status.state, status.error, status.message)
+        if seen != self._seen_status:
+            self._seen_status, self._status_dirty = seen, True
+        if self._status_dirty and time.monotonic_ns() - self.updated_ns > QUIET_NS:
+            self._status_dirty = False
+            obs.obs_source_update_properties(self.source)
+        if self._stats_every_ns and now - self._stats_at >= self._stats_every_ns:
+            self._stats_at = now
+            obs.log(obs.LOG_INFO, f"stats {self.label}: {stats_line(self.snapshot(), self.numbers())}")
+
+    def numbers(self) -> Numbers:
+        worker = self.worker
+        render = Numbers(shown_fps=self.shown_rate.per_second(self.frame_time / 1e9),
+                         latency_ms=self.latency_ms.median(), render_median_ms=self.render_ms.median(),
+                         render_p99_ms=self.render_ms.percentile(99))
+        if worker is None:
+            return render
+        return replace(render, inference_fps=worker.inference_rate.per_second(time.perf_counter()),
+                       inference_ms=worker.inference_ms.median(), dropped=worker.dropped)
+
+    def snapshot(self) -> WorkerStatus:
+        if self.worker is None:
+            return WorkerStatus(state="starting", message="waiting for the source to be shown")
+        return self.worker.snapshot()
+
+    def status(self, tr: Text) -> tuple[str, str]:
+        return describe(tr, self.snapshot(), self.numbers())
+
+    def stop(self) -> FilterWorker | None:
+        """Filter removed or destroyed: the worker finishes its frame and exits on its own; nothing blocks here."""
+        if self.worker is not None:
+            self.worker.stop()
+        return self.worker
+
+    def destroy(self) -> FilterWorker | None:
+        """Free the graphics objects; returns the (stopping) worker for script_unload to wait for."""
+        worker = self.stop()
+        obs.obs_enter_graphics()
+        try:
+            self.gpu.destroy()
+        finally:
+            obs.obs_leave_graphics()
+        n = self.numbers()
+        _log.info("%s removed: %d frames keyed, render thread %.2f ms median / %.2f ms p99",
+                  self.label, self.snapshot().frames, n.render_median_ms or 0, n.render_p99_ms or 0)
+        return worker
+
+
+# -- the registry: module-level, so it outlives script reloads ------------------------------------------------------
+
+_instances: dict[int, AiBackground] = {}
+_stopped: list[FilterWorker] = []
+_lock = threading.Lock()
+_next_handle = 1
+_registered = False
+_name = ctypes.create_string_buffer(Text()("AIBackground").encode())
+
+
+def _tr() -> Text:
+    return Text(obs.text(obs.obs_get_locale()))
+
+
+def _guard(default=None):
+    """Wrap a libobs callback body: log an exception once per message and return a safe value."""
+
+    def wrap(fn):
+        def call(*args):
+            try:
+                return fn(*args)
+            except Exception as e:
+                _log.error("AI Background: %s failed: %s: %s", fn.__name__, type(e).__name__, e)
+                return default
+
+        call.__name__ = fn.__name__
+        return call
+
+    return wrap
+
+
+@obs.GetNameFn
+@_guard()
+def _get_name(_type_data):
+    return ctypes.addressof(_name)
+
+
+@obs.CreateFn
+@_guard()
+def _create(settings, source):
+    global _next_handle
+    instance = AiBackground(source, _setting_reader(settings))
+    with _lock:
+        handle, _next_handle = _next_handle, _next_handle + 1
+        _instances[handle] = instance
+    return handle
+
+
+@obs.DataFn
+@_guard()
+def _destroy(data):
+    with _lock:
+        instance = _instances.pop(data, None)
+    worker = instance.destroy() if instance is not None else None
+    if worker is not None:
+        with _lock:
+            _stopped[:] = [w for w in _stopped if w.alive]
+            _stopped.append(worker)
+
+
+@obs.GetDefaultsFn
+@_guard()
+def _get_defaults(settings):
+    for key, value in keys.defaults().items():
+        k = key.encode()
+        if isinstance(value, bool):
+            obs.obs_data_set_default_bool(settings, k, value)
+        elif isinstance(value, int):
+            obs.obs_data_set_default_int(settings, k, value)
+        elif isinstance(value, float):
+            obs.obs_data_set_default_double(settings, k, value)
+        else:
+            obs.obs_data_set_default_string(settings, k, value.encode())
+
+
+@obs.GetPropertiesFn
+@_guard()
+def _get_properties(data):
+    instance = _instances.get(data) if data else None
+    tr = _tr()
+    mode = instance.settings.background.mode if instance else keys.defaults()[keys.BACKGROUND]
+    status = instance.status(tr) if instance else None
+    return properties.build(tr, str(mode), status, _refresh)
+
+
+@obs.ClickedFn
+@_guard(default=False)
+def _refresh(_props, _prop, data):
+    instance = _instances.get(data) if data else None
+    if instance is not None and instance.worker is not None and instance.worker.status.state == "error":
+        instance.worker.retry()
+    return True
+
+
+@obs.DataPtrFn
+@_guard()
+def _update(data, settings):
+    instance = _instances.get(data)
+    if instance is not None:
+        instance.update(_setting_reader(settings))
+
+
+@obs.DataPtrFn
+def _video_render(data, _effect):
+    instance = _instances.get(data)  # libobs itself passes the video through for a filter whose create failed
+    if instance is not None:
+        instance.render()  # catches everything itself and passes the video through
+
+
+@obs.DataPtrFn
+@_guard()
+def _filter_remove(data, _parent):
+    instance = _instances.get(data)
+    if instance is not None:
+        instance.stop()
+
+
+_info = obs.SourceInfo(
+    id=ID,
+    type=obs.OBS_SOURCE_TYPE_FILTER,
+    output_flags=obs.OBS_SOURCE_VIDEO | obs.OBS_SOURCE_SRGB,
+    get_name=_get_name,
+    create=_create,
+    destroy=_destroy,
+    get_defaults=_get_defaults,
+    get_properties=_get_properties,
+    update=_update,
+    video_render=_video_render,
+    filter_remove=_filter_remove,
+)
+
+
+def register() -> bool:
+    """Register the source type once per OBS process; a script reload reuses it. True if registered now."""
+    global _registered
+    if not any(isinstance(h, _ObsLogHandler) for h in _log.handlers):
+        _log.addHandler(_ObsLogHandler())
+        _log.setLevel(logging.DEBUG)
+        _log.propagate = False
+    if _registered:
+        obs.log(obs.LOG_INFO, "AI Background filter already registered (script reloaded)")
+        return False
+    obs.obs_register_source_s(ctypes.byref(_info), ctypes.sizeof(_info))
+    _registered = True
+    obs.log(obs.LOG_INFO, "AI Background filter registered")
+    return True
+
+
+def join_stopped(timeout: float = JOIN_S) -> int:
+    """Wait for the workers of destroyed filters (script unload, OBS exit); returns how many are still running."""
+    deadline = time.monotonic() + timeout
+    with _lock:
+        workers = list(_stopped)
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    with _lock:
+        _stopped[:] = [w for w in _stopped if w.alive]
+        left = len(_stopped)
+    if left:
+        _log.warning("AI Background: %d worker thread(s) still finishing a frame", left)
+    return left

@@ -1,0 +1,156 @@
+"""Pixels between the GPU and the worker: capture the filter's target, read it back, draw keyed frames.
+
+Every method runs with the graphics context entered (inside video_render, or between obs_enter_graphics and
+obs_leave_graphics). Read-back goes through rotating stage surfaces and maps the one staged in an earlier frame,
+as libobs does for its own outputs: mapping the surface just staged would stall until the GPU caught up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from . import libobs as obs
+
+STAGES = 2
+_ZERO = (ctypes.c_float * 4)()
+
+
+class GpuFrames:
+    """The graphics objects of one filter instance."""
+
+    def __init__(self) -> None:
+        self._texrender: int | None = None
+        self._stages: list[int | None] = [None] * STAGES
+        self._staged: list[tuple[int, int, int] | None] = [None] * STAGES
+        """Per stage surface: (width, height, frame_time) of the frame waiting in it, None once read."""
+        self._next = 0
+        self._stage_size: tuple[int, int] | None = None
+        self._texture: int | None = None
+        self._texture_size: tuple[int, int] | None = None
+        self._ptr = ctypes.POINTER(ctypes.c_uint8)()
+        self._linesize = ctypes.c_uint32()
+
+    # -- capture ------------------------------------------------------------------------------------------------
+
+    def capture(self, filter_source: int, width: int, height: int, frame_time: int) -> None:
+        """Render what the filter receives (the source and the filters before this one) and stage it for reading."""
+        target = obs.obs_filter_get_target(filter_source)
+        parent = obs.obs_filter_get_parent(filter_source)
+        if not target or not parent:
+            return
+        if self._texrender is None:
+            self._texrender = obs.gs_texrender_create(obs.GS_RGBA, obs.GS_ZS_NONE)
+        obs.gs_texrender_reset(self._texrender)
+        if not obs.gs_texrender_begin(self._texrender, width, height):
+            return
+        # As obs_source_process_filter_begin does: straight alpha in, premultiplied out, onto transparent black.
+        obs.gs_blend_state_push()
+        obs.gs_blend_function_separate(obs.GS_BLEND_SRCALPHA, obs.GS_BLEND_INVSRCALPHA, obs.GS_BLEND_ONE,
+                                       obs.GS_BLEND_INVSRCALPHA)
+        obs.gs_clear(obs.GS_CLEAR_COLOR, ctypes.byref(_ZERO), 0.0, 0)
+        obs.gs_ortho(0.0, float(width), 0.0, float(height), -100.0, 100.0)
+        flags = obs.obs_source_get_output_flags(parent)
+        if target == parent and not flags & (obs.OBS_SOURCE_CUSTOM_DRAW | obs.OBS_SOURCE_ASYNC):
+            obs.obs_source_default_render(target)  # a plain source draws only inside the default effect's technique
+        else:
+            obs.obs_source_video_render(target)
+        obs.gs_blend_state_pop()
+        obs.gs_texrender_end(self._texrender)
+
+        if self._stage_size != (width, height):
+            self._destroy_stages()
+            self._stages = [obs.gs_stagesurface_create(width, height, obs.GS_RGBA) for _ in range(STAGES)]
+            self._stage_size = (width, height)
+        index = self._next
+        self._next = (index + 1) % STAGES
+        obs.gs_stage_texture(self._stages[index], obs.gs_texrender_get_texture(self._texrender))
+        self._staged[index] = (width, height, frame_time)
+
+    def read_previous(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int] | None:
+        """The frame staged by the previous capture (never the one staged in this call), with its frame time.
+
+        Call it before `capture` in each new frame. Copies into `out` when it has the right shape.
+        """
+        index = (self._next - 1) % STAGES
+        staged, self._staged[index] = self._staged[index], None
+        surface = self._stages[index]
+        if staged is None or surface is None:
+            return None
+        width, height, frame_time = staged
+        if not obs.gs_stagesurface_map(surface, ctypes.byref(self._ptr), ctypes.byref(self._linesize)):
+            return None
+        try:
+            linesize = self._linesize.value
+            rows = np.ctypeslib.as_array(self._ptr, shape=(height, linesize))
+            view = rows[:, : width * 4].reshape(height, width, 4)
+            if out is None or out.shape != view.shape:
+                out = np.empty_like(view)
+            np.copyto(out, view)
+        finally:
+            obs.gs_stagesurface_unmap(surface)
+        return out, frame_time
+
+    # -- output -------------------------------------------------------------------------------------------------
+
+    def upload(self, rgba: np.ndarray) -> None:
+        """Replace the keyed texture's pixels (straight-alpha RGBA, C-contiguous)."""
+        height, width = rgba.shape[:2]
+        if self._texture_size != (width, height):
+            if self._texture is not None:
+                obs.gs_texture_destroy(self._texture)
+            self._texture = obs.gs_texture_create(width, height, obs.GS_RGBA, 1, None, obs.GS_DYNAMIC)
+            self._texture_size = (width, height)
+        obs.gs_texture_set_image(self._texture, rgba.ctypes.data, width * 4, False)
+
+    @property
+    def texture_size(self) -> tuple[int, int] | None:
+        return self._texture_size
+
+    def draw(self, width: int, height: int) -> None:
+        """Draw the keyed texture over whatever is below, alpha included (transparent mode reaches the scene)."""
+        if self._texture is None:
+            return
+        effect = obs.obs_get_base_effect(obs.OBS_EFFECT_DEFAULT)
+        image = obs.gs_effect_get_param_by_name(effect, b"image")
+        tech = obs.gs_effect_get_technique(effect, b"Draw")
+        # Like libobs' own filter drawing: linear blending when the caller renders in linear sRGB.
+        linear = obs.gs_get_linear_srgb()
+        previous = obs.gs_framebuffer_srgb_enabled()
+        obs.gs_enable_framebuffer_srgb(linear)
+        if linear:
+            obs.gs_effect_set_texture_srgb(image, self._texture)
+        else:
+            obs.gs_effect_set_texture(image, self._texture)
+        obs.gs_blend_state_push()
+        # The texture holds straight alpha: colour weighted by alpha, alpha accumulated as OBS expects.
+        obs.gs_blend_function_separate(obs.GS_BLEND_SRCALPHA, obs.GS_BLEND_INVSRCALPHA, obs.GS_BLEND_ONE,
+                                       obs.GS_BLEND_INVSRCALPHA)
+        passes = obs.gs_technique_begin(tech)
+        for i in range(passes):
+            if obs.gs_technique_begin_pass(tech, i):
+                obs.gs_draw_sprite(self._texture, 0, width, height)
+                obs.gs_technique_end_pass(tech)
+        obs.gs_technique_end(tech)
+        obs.gs_blend_state_pop()
+        obs.gs_enable_framebuffer_srgb(previous)
+
+    # -- teardown -----------------------------------------------------------------------------------------------
+
+    def _destroy_stages(self) -> None:
+        for surface in self._stages:
+            if surface is not None:
+                obs.gs_stagesurface_destroy(surface)
+        self._stages = [None] * STAGES
+        self._staged = [None] * STAGES
+        self._stage_size = None
+
+    def destroy(self) -> None:
+        self._destroy_stages()
+        if self._texrender is not None:
+            obs.gs_texrender_destroy(self._texrender)
+            self._texrender = None
+        if self._texture is not None:
+            obs.gs_texture_destroy(self._texture)
+            self._texture = self._texture_size = None
