@@ -9,6 +9,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from obs_harness import filter_settings as settings
 
 from obs_rvm.backgrounds import DEFAULT_COLOR
 from obs_rvm.matting import MattingSession
@@ -21,12 +22,6 @@ from reference import clip_frames
 
 FRAME_NS = 33_333_333
 SIZE = (320, 240)
-
-
-def settings(**values) -> keys.FilterSettings:
-    merged = {**keys.defaults(), **values}
-    return keys.parse(lambda k: str(merged[k]), lambda k: int(merged[k]), lambda k: float(merged[k]),
-                      lambda k: bool(merged[k]))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,281 @@
+"""Drive a real OBS Studio for tests and benchmarks: Xvfb, an isolated profile, a generated scene collection that
+loads a given obs_script.py, obs-websocket 5 on 127.0.0.1, clean shutdown and the OBS log.
+
+Reusable outside this test suite (the installer's tests run the installed layout through it): pass the script to
+load and where its dependencies are, either as site-packages folders (OBS_RVM_SITE_PACKAGES) or as the installer's
+environment.json contents, or neither to let the script find them itself.
+
+    with Obs(ObsConfig(script=..., site_packages=[...], inputs=[image_input("Cam", png, [ai_filter("AI")])]),
+             workdir) as o:
+        o.client.get_stats(); o.screenshot("Cam"); o.wait_log(r"keying")
+    assert o.returncode == 0
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+import numpy as np
+
+FILTER_ID = "obs_rvm_ai_background"
+T = TypeVar("T")
+
+
+@dataclass
+class FilterSpec:
+    name: str
+    settings: dict = field(default_factory=dict)
+    kind: str = FILTER_ID
+    enabled: bool = True
+
+
+@dataclass
+class InputSpec:
+    name: str
+    kind: str
+    settings: dict
+    filters: Sequence[FilterSpec] = ()
+    in_scene: bool = True
+
+
+def ai_filter(name: str = "AI Background", enabled: bool = True, **settings) -> FilterSpec:
+    return FilterSpec(name, settings, enabled=enabled)
+
+
+def filter_settings(**values):
+    """The FilterSettings a filter with these (websocket/JSON) settings runs: OBS layers them over the defaults."""
+    from obs_rvm.obs import settings as keys
+
+    merged = {**keys.defaults(), **values}
+    return keys.parse(lambda k: str(merged[k]), lambda k: int(merged[k]), lambda k: float(merged[k]),
+                      lambda k: bool(merged[k]))
+
+
+def image_input(name: str, path: Path, filters: Sequence[FilterSpec] = (), in_scene: bool = True) -> InputSpec:
+    return InputSpec(name, "image_source", {"file": str(path)}, filters, in_scene)
+
+
+def media_input(name: str, path: Path, filters: Sequence[FilterSpec] = (), in_scene: bool = True) -> InputSpec:
+    settings = {"is_local_file": True, "local_file": str(path), "looping": True, "hw_decode": False,
+                "restart_on_activate": False, "close_when_inactive": False}
+    return InputSpec(name, "ffmpeg_source", settings, filters, in_scene)
+
+
+@dataclass
+class ObsConfig:
+    script: Path | None
+    """The obs_script.py to load (None: OBS without the script)."""
+    site_packages: Sequence[Path] | None = None
+    """Put into OBS_RVM_SITE_PACKAGES for OBS (search order 1)."""
+    environment_json: dict | None = None
+    """Written to the isolated $XDG_CONFIG_HOME/obs-rvm/environment.json (search order 2)."""
+    inputs: Sequence[InputSpec] = ()
+    other_collections: Mapping[str, Sequence[InputSpec]] = field(default_factory=dict)
+    """More scene collections (same script) to switch to with SetCurrentSceneCollection."""
+    canvas: tuple[int, int] = (640, 480)
+    fps: int = 30
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment for OBS (OBS_RVM_MODEL, OBS_RVM_CACHE_DIR, OBS_RVM_STATS_INTERVAL...)."""
+    extra_scripts: Sequence[Path] = ()
+    preview: bool = False
+    """Render the main window's preview (costs CPU under Xvfb's software OpenGL)."""
+
+
+COLLECTION = "Test"
+PROFILE = "Test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _collection(name: str, inputs: Sequence[InputSpec], scripts: Sequence[Path]) -> dict:
+    items = [{"name": i.name, "id": n + 1, "visible": True, "locked": False, "pos": {"x": 0.0, "y": 0.0},
+              "scale": {"x": 1.0, "y": 1.0}} for n, i in enumerate(x for x in inputs if x.in_scene)]
+    sources = [{"id": "scene", "versioned_id": "scene", "name": "Scene",
+                "settings": {"items": items, "id_counter": len(items)}}]
+    for i in inputs:
+        filters = [{"id": f.kind, "versioned_id": f.kind, "name": f.name, "settings": f.settings,
+                    "enabled": f.enabled} for f in i.filters]
+        sources.append({"id": i.kind, "versioned_id": i.kind, "name": i.name, "settings": i.settings,
+                        "filters": filters})
+    return {"name": name, "current_scene": "Scene", "current_program_scene": "Scene",
+            "scene_order": [{"name": "Scene"}], "sources": sources,
+            "modules": {"scripts-tool": [{"path": str(p), "settings": {}} for p in scripts]}}
+
+
+class Obs:
+    """One OBS process (and its Xvfb) in `workdir`. Use as a context manager, or start() and stop()."""
+
+    def __init__(self, config: ObsConfig, workdir: Path) -> None:
+        self.config = config
+        self.workdir = Path(workdir)
+        self.config_home = self.workdir / "config"
+        self.port = _free_port()
+        self.password = secrets.token_hex(12)
+        self.returncode: int | None = None
+        self._xvfb: subprocess.Popen | None = None
+        self._obs: subprocess.Popen | None = None
+        self._client = None
+
+    # -- set-up -------------------------------------------------------------------------------------------------
+
+    def _write_config(self) -> None:
+        root = self.config_home / "obs-studio"
+        (root / "basic" / "scenes").mkdir(parents=True, exist_ok=True)
+        (root / "basic" / "profiles" / PROFILE).mkdir(parents=True, exist_ok=True)
+        (root / "global.ini").write_text(
+            "[General]\nFirstRun=true\nEnableAutoUpdates=false\n"
+            f"[Basic]\nProfile={PROFILE}\nProfileDir={PROFILE}\nSceneCollection={COLLECTION}\n"
+            f"SceneCollectionFile={COLLECTION}\nConfigOnNewProfile=false\n"
+            f"[BasicWindow]\nPreviewEnabled={'true' if self.config.preview else 'false'}\n"
+            "[OBSWebSocket]\nFirstLoad=false\nServerEnabled=true\n"
+            f"ServerPort={self.port}\nAuthRequired=true\nServerPassword={self.password}\nAlertsEnabled=false\n")
+        width, height = self.config.canvas
+        (root / "basic" / "profiles" / PROFILE / "basic.ini").write_text(
+            f"[General]\nName={PROFILE}\n[Video]\nBaseCX={width}\nBaseCY={height}\nOutputCX={width}\n"
+            f"OutputCY={height}\nFPSType=1\nFPSInt={self.config.fps}\n[Output]\nMode=Simple\n")
+        scripts = ([self.config.script] if self.config.script else []) + list(self.config.extra_scripts)
+        collections = {COLLECTION: self.config.inputs, **self.config.other_collections}
+        for name, inputs in collections.items():
+            (root / "basic" / "scenes" / f"{name}.json").write_text(json.dumps(_collection(name, inputs, scripts)))
+        if self.config.environment_json is not None:
+            (self.config_home / "obs-rvm").mkdir(parents=True, exist_ok=True)
+            (self.config_home / "obs-rvm" / "environment.json").write_text(json.dumps(self.config.environment_json))
+
+    def _environment(self, display: str) -> dict[str, str]:
+        # Not this process's Python settings, nor the Qt plugin path that importing cv2 sets (OBS's Qt would load
+        # OpenCV's plugins and abort).
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("OBS_RVM_SITE_PACKAGES", "PYTHON", "QT_QPA_"))}
+        env.update(DISPLAY=display, HOME=str(self.workdir / "home"), XDG_CONFIG_HOME=str(self.config_home))
+        if self.config.site_packages is not None:
+            env["OBS_RVM_SITE_PACKAGES"] = os.pathsep.join(map(str, self.config.site_packages))
+        env.update(self.config.env)
+        return env
+
+    def start(self, timeout: float = 90.0) -> Obs:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "home").mkdir(exist_ok=True)
+        self._write_config()
+        read, write = os.pipe()
+        self._xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten",
+                                       "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
+        os.close(write)
+        with os.fdopen(read) as f:
+            display = ":" + f.readline().strip()
+        out = open(self.workdir / "obs-stdout.txt", "wb")  # noqa: SIM115 - lives as long as the process
+        self._obs = subprocess.Popen(["obs", "--multi", "--collection", COLLECTION, "--profile", PROFILE, "--scene",
+                                      "Scene"], env=self._environment(display), stdout=out, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir)
+        out.close()
+        try:
+            self._connect(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _connect(self, timeout: float) -> None:
+        import obsws_python
+
+        logging.getLogger("obsws_python").setLevel(logging.CRITICAL)  # it logs every refused attempt with a traceback
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._obs.poll() is not None:
+                raise RuntimeError(f"OBS exited with {self._obs.returncode} before obs-websocket answered; log:\n"
+                                   + self.log_text()[-3000:])
+            try:
+                self._client = obsws_python.ReqClient(host="127.0.0.1", port=self.port, password=self.password,
+                                                      timeout=30)
+                return
+            except (ConnectionRefusedError, OSError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"obs-websocket did not answer on port {self.port} in {timeout:.0f} s") from None
+                time.sleep(0.5)
+
+    @property
+    def client(self):
+        """An obsws_python.ReqClient connected to this OBS."""
+        return self._client
+
+    # -- observing ----------------------------------------------------------------------------------------------
+
+    @property
+    def log_path(self) -> Path | None:
+        logs = sorted((self.config_home / "obs-studio" / "logs").glob("*.txt"))
+        return logs[-1] if logs else None
+
+    def log_text(self) -> str:
+        path = self.log_path
+        return path.read_text(errors="replace") if path else ""
+
+    def wait_log(self, pattern: str, timeout: float = 60.0, after: int = 0) -> re.Match:
+        """Wait for a regex in the OBS log (from character `after` on) and return the match."""
+        regex = re.compile(pattern)
+        return self.wait_for(lambda: regex.search(self.log_text(), after), timeout, f"log line /{pattern}/")
+
+    def wait_for(self, probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.25) -> T:
+        """Poll until `probe` returns something other than None or False (an image counts), and return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result is not None and result is not False:
+                return result
+            if self._obs.poll() is not None:
+                raise RuntimeError(f"OBS exited ({self._obs.returncode}) while waiting for {what}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} after {timeout:.0f} s")
+            time.sleep(interval)
+
+    def screenshot(self, source: str) -> np.ndarray:
+        """The source rendered with its filters, as uint8 RGBA [H, W, 4] (a PNG keeps the alpha)."""
+        data = self._client.get_source_screenshot(source, "png", None, None, -1).image_data
+        png = base64.b64decode(data.split(",", 1)[1])
+        bgra = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
+
+    # -- shutdown -----------------------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        """SIGINT (OBS's clean shutdown), then SIGKILL if it hangs (returned as -9). Stops Xvfb too."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):  # OBS may already be gone
+                self._client.disconnect()
+            self._client = None
+        if self._obs is not None and self._obs.poll() is None:
+            self._obs.send_signal(signal.SIGINT)
+            try:
+                self._obs.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._obs.kill()
+                self._obs.wait()
+        if self._obs is not None:
+            self.returncode = self._obs.returncode
+        if self._xvfb is not None and self._xvfb.poll() is None:
+            self._xvfb.terminate()
+            self._xvfb.wait(10)
+        return self.returncode
+
+    def __enter__(self) -> Obs:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,69 @@
+"""Test helper loaded into OBS beside obs_script.py (obs-websocket cannot read a filter's properties panel).
+
+Twice a second it writes $OBS_RVM_PROBE_DIR/properties.json: for every source with a filter named
+$OBS_RVM_PROBE_FILTER (default "AI"), what OBS's properties panel would show for it, as libobs builds it.
+"""
+
+import json
+import os
+
+import obspython as obs
+
+NAMES = ("background", "color", "image_path", "video_path", "blur", "model", "backend", "downsample_ratio", "fp16",
+         "status", "refresh")
+OUT = os.environ.get("OBS_RVM_PROBE_DIR", "")
+FILTER = os.environ.get("OBS_RVM_PROBE_FILTER", "AI")
+
+
+def describe(p) -> dict:
+    kind = obs.obs_property_get_type(p)
+    info = {"type": kind, "visible": obs.obs_property_visible(p), "description": obs.obs_property_description(p),
+            "long_description": obs.obs_property_long_description(p)}
+    if kind == obs.OBS_PROPERTY_LIST:
+        info["combo"] = obs.obs_property_list_type(p)
+        info["items"] = [[obs.obs_property_list_item_name(p, i), obs.obs_property_list_item_string(p, i)]
+                         for i in range(obs.obs_property_list_item_count(p))]
+    elif kind == obs.OBS_PROPERTY_TEXT:
+        info["text_type"] = obs.obs_property_text_type(p)
+        info["info_type"] = obs.obs_property_text_info_type(p)
+    elif kind == obs.OBS_PROPERTY_PATH:
+        info["path_type"] = obs.obs_property_path_type(p)
+        info["filter"] = obs.obs_property_path_filter(p)
+    elif kind == obs.OBS_PROPERTY_INT:
+        info["range"] = [obs.obs_property_int_min(p), obs.obs_property_int_max(p), obs.obs_property_int_step(p)]
+        info["slider"] = obs.obs_property_int_type(p) == obs.OBS_NUMBER_SLIDER
+    elif kind == obs.OBS_PROPERTY_FLOAT:
+        info["range"] = [obs.obs_property_float_min(p), obs.obs_property_float_max(p), obs.obs_property_float_step(p)]
+        info["slider"] = obs.obs_property_float_type(p) == obs.OBS_NUMBER_SLIDER
+    return info
+
+
+def dump() -> None:
+    result = {}
+    sources = obs.obs_enum_sources()
+    for source in sources or []:
+        flt = obs.obs_source_get_filter_by_name(source, FILTER)
+        if flt is None:
+            continue
+        props = obs.obs_source_properties(flt)
+        entry = {}
+        for name in NAMES:
+            p = obs.obs_properties_get(props, name)
+            entry[name] = describe(p) if p is not None else None
+        obs.obs_properties_destroy(props)
+        obs.obs_source_release(flt)
+        result[obs.obs_source_get_name(source)] = entry
+    obs.source_list_release(sources)
+    tmp = os.path.join(OUT, "properties.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, os.path.join(OUT, "properties.json"))
+
+
+def script_load(settings):
+    if OUT:
+        obs.timer_add(dump, 500)
+
+
+def script_unload():
+    obs.timer_remove(dump)

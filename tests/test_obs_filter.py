@@ -1,0 +1,345 @@
+"""The "AI Background" filter in a real OBS Studio (Debian's 29.0.2) under Xvfb, driven over obs-websocket 5,
+with the real model: pixels from GetSourceScreenshot against the pipeline's own output on the same frame, every
+background mode, the properties panel, errors, render-thread cost, and the whole life cycle to a clean exit.
+
+The tests of one OBS instance share it and run in file order (each leaves the filter as the next expects).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import site
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from obs_harness import Obs, ObsConfig, ai_filter, filter_settings, image_input, media_input
+
+from obs_rvm.backgrounds import MODES, cover
+from obs_rvm.engines import BACKENDS
+from obs_rvm.matting import MattingSession
+from obs_rvm.obs.settings import rgb_to_obs_color
+
+from paths import ASTRONAUT, CLIPS
+
+pytestmark = [
+    pytest.mark.obs,
+    pytest.mark.skipif(not (shutil.which("obs") and shutil.which("Xvfb")),
+                       reason="needs OBS Studio and Xvfb: apt-get install obs-studio xvfb"),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "obs_rvm" / "obs_script.py"
+PROBE = Path(__file__).with_name("obs_probe.py")
+SITE_PACKAGES = [Path(p) for p in site.getsitepackages()]
+"""This test environment's own site-packages: OBS's Python runs the filter with them (same Python version)."""
+BLUE, YELLOW = (0, 0, 255), (255, 220, 0)
+CLIP = CLIPS / "help.mkv"
+BACKGROUND_VIDEO = CLIPS / "thanks.mkv"
+OBS_PROPERTY = {"bool": 1, "int": 2, "float": 3, "text": 4, "path": 5, "list": 6, "color": 7, "button": 8}
+OBS_TEXT_INFO, OBS_TEXT_INFO_ERROR, OBS_COMBO_TYPE_EDITABLE = 3, 2, 1
+REFERENCE_FRAMES = 40
+"""Frames the reference session keys the still picture for: RVM's recurrent state has settled by then."""
+
+
+def rgba(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGBA)
+    return image if size is None else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def reference(frame: np.ndarray, **values) -> np.ndarray:
+    """What the pipeline itself makes of this frame with these filter settings, once RVM's state has settled."""
+    session = MattingSession(filter_settings(**values).session_options())
+    for i in range(REFERENCE_FRAMES):
+        out = session.process(frame, i / 30)
+    session.close()
+    return out.copy()
+
+
+def similar(a: np.ndarray, b: np.ndarray, channels: slice = slice(0, 4)) -> bool:
+    """Same picture up to RVM's last settling steps: tiny mean difference, almost no pixel far off."""
+    if a.shape != b.shape:
+        return False
+    diff = np.abs(a[..., channels].astype(np.int16) - b[..., channels])
+    return float(diff.mean()) <= 3.0 and float((diff > 40).mean()) <= 0.01
+
+
+def corners(image: np.ndarray, size: int = 8) -> list[np.ndarray]:
+    return [image[:size, :size], image[:size, -size:], image[-size:, :size], image[-size:, -size:]]
+
+
+def all_near(image: np.ndarray, rgb: tuple[int, int, int], tol: float = 4) -> bool:
+    """Each corner patch averages to this colour (RVM may leave a few per cent of alpha on a stray pixel)."""
+    return all(np.abs(c[..., :3].reshape(-1, 3).mean(0) - rgb).max() <= tol for c in corners(image))
+
+
+def count(pattern: str, text: str) -> int:
+    return len(re.findall(pattern, text))
+
+
+def stats(log: str, label: str) -> list[dict[str, str]]:
+    """The filter's periodic stats lines (OBS_RVM_STATS_INTERVAL) as dicts."""
+    lines = re.findall(rf"stats AI Background {re.escape(label)}: (.*)", log)
+    return [dict(kv.split("=", 1) for kv in line.split()) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("media")
+    quads = np.zeros((600, 800, 3), np.uint8)  # BGR quadrants: red, green / blue, white
+    quads[:300, :400], quads[:300, 400:], quads[300:, :400], quads[300:, 400:] = (0, 0, 255), (0, 255, 0), \
+        (255, 0, 0), (255, 255, 255)
+    cv2.imwrite(str(folder / "quadrants.png"), quads)
+    cv2.imwrite(str(folder / "small.png"), cv2.resize(cv2.imread(str(ASTRONAUT)), (256, 192)))
+    return {"quadrants": folder / "quadrants.png", "small": folder / "small.png"}
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory) -> Obs:
+    """One OBS for the picture tests. Dependencies come through the installer's environment.json."""
+    work = tmp_path_factory.mktemp("obs-pictures")
+    config = ObsConfig(
+        script=SCRIPT,
+        environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
+        inputs=[
+            image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE))]),
+            media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur")]),
+            image_input("Missing", ASTRONAUT, [ai_filter("AI", background="color", model="/nonexistent/rvm.onnx")]),
+        ],
+        extra_scripts=[PROBE],
+        env={"OBS_RVM_STATS_INTERVAL": "1", "OBS_RVM_PROBE_DIR": str(work)},
+    )
+    with Obs(config, work) as o:
+        yield o
+
+
+def test_script_registers_the_filter_once(pictures):
+    log = pictures.wait_log(r"AI Background filter registered").string
+    assert count(r"AI Background filter registered", log) == 1
+    assert "already exists" not in log and "'obs_rvm_ai_background' not found" not in log
+    assert "AI Background is not available" not in log  # the dependencies were found through environment.json
+
+
+def test_color_background_keeps_the_person(pictures):
+    c = pictures.client
+    c.set_source_filter_enabled("Person", "AI", False)
+    frame = pictures.wait_for(lambda: (s := pictures.screenshot("Person")) is not None and not all_near(s, BLUE)
+                              and s, 30, "the unfiltered picture")
+    assert np.abs(frame.astype(int) - rgba(ASTRONAUT)).max() <= 1  # the filter is handed exactly this frame
+    c.set_source_filter_enabled("Person", "AI", True)
+    expected = reference(frame, background="color", color=rgb_to_obs_color(BLUE))
+    shot = pictures.wait_for(lambda: (s := pictures.screenshot("Person")) is not None and similar(s, expected)
+                             and s, 90, "keyed output matching the pipeline's")
+    assert all_near(shot, BLUE)  # background replaced by the colour...
+    middle = (slice(200, 320), slice(200, 320))  # ...and the face and suit (the person) kept as they were
+    assert np.abs(shot[middle][..., :3].astype(int) - frame[middle][..., :3]).mean() < 12
+
+
+def test_every_background_mode_through_websocket(pictures, media):
+    frame = rgba(ASTRONAUT)
+    video = [cover(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), 512, 512) for f in _frames(BACKGROUND_VIDEO)]
+    checks = {
+        "transparent": ({}, lambda s, ref: similar(s, ref, slice(3, 4)) and all((c[..., 3] == 0).all()
+                                                                                for c in corners(s))),
+        "color": ({"color": rgb_to_obs_color(YELLOW)}, lambda s, ref: similar(s, ref) and all_near(s, YELLOW)),
+        "image": ({"image_path": str(media["quadrants"])}, lambda s, ref: similar(s, ref) and _quadrant_corners(s)),
+        "video": ({"video_path": str(BACKGROUND_VIDEO)}, lambda s, ref: _matches_a_video_frame(s, video)),
+        "blur": ({"blur": 80}, lambda s, ref: similar(s, ref)),
+    }
+    assert set(checks) == set(MODES)
+    for mode, (extra, check) in checks.items():
+        values = {"background": mode, **extra}
+        expected = reference(frame, **values) if mode != "video" else None
+        pictures.client.set_source_filter_settings("Person", "AI", values, True)
+        pictures.wait_for(lambda check=check, expected=expected: check(pictures.screenshot("Person"), expected), 90,
+                          f"'{mode}' in the screenshot")
+
+
+def _quadrant_corners(shot: np.ndarray) -> bool:
+    """The picture covers the frame: red, green, blue and white quadrants show in the four corners."""
+    expected = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+    return all(all_near(c, e) for c, e in zip(corners(shot, 16), expected, strict=True))
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while (ok := cap.read())[0]:
+        frames.append(ok[1])
+    cap.release()
+    return frames
+
+
+def _matches_a_video_frame(shot: np.ndarray, video: list[np.ndarray]) -> bool:
+    """Every corner shows the same frame of the background video (the person covers none of them)."""
+    patches = corners(shot, 24)
+    for frame in video:
+        if all(np.abs(p[..., :3].astype(int) - f).mean() <= 4 for p, f in zip(patches, corners(frame, 24),
+                                                                                   strict=True)):
+            return True
+    return False
+
+
+def test_source_resolution_change(pictures, media):
+    c = pictures.client
+    c.set_source_filter_settings("Person", "AI", {"background": "color", "color": rgb_to_obs_color(BLUE)}, True)
+    c.set_input_settings("Person", {"file": str(media["small"])}, True)
+    shot = pictures.wait_for(lambda: (s := pictures.screenshot("Person")).shape[:2] == (192, 256) and all_near(s, BLUE)
+                             and s, 90, "keyed output at the new size")
+    assert shot.shape == (192, 256, 4)
+    c.set_input_settings("Person", {"file": str(ASTRONAUT)}, True)
+    pictures.wait_for(lambda: (s := pictures.screenshot("Person")).shape[:2] == (512, 512) and all_near(s, BLUE), 90,
+                      "keyed output back at 512x512")
+
+
+def test_properties_panel(pictures):
+    import json
+
+    path = pictures.workdir / "properties.json"
+
+    def panel():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        person = data.get("Person") or {}
+        status = person.get("status") or {}
+        return data if "fps" in (status.get("long_description") or "") else None
+
+    data = pictures.wait_for(panel, 30, "the properties panel with a running status")
+    p = data["Person"]
+    assert p["background"]["type"] == OBS_PROPERTY["list"]
+    assert [value for _, value in p["background"]["items"]] == list(MODES)
+    assert p["color"]["type"] == OBS_PROPERTY["color"] and p["color"]["visible"]  # colour mode: only its control
+    assert not p["image_path"]["visible"] and not p["video_path"]["visible"] and not p["blur"]["visible"]
+    assert p["image_path"]["type"] == OBS_PROPERTY["path"] and "*.png" in p["image_path"]["filter"]
+    assert p["video_path"]["type"] == OBS_PROPERTY["path"] and "*.mp4" in p["video_path"]["filter"]
+    assert p["blur"]["type"] == OBS_PROPERTY["int"] and p["blur"]["slider"] and p["blur"]["range"] == [0, 100, 1]
+    assert p["model"]["type"] == OBS_PROPERTY["list"] and p["model"]["combo"] == OBS_COMBO_TYPE_EDITABLE
+    assert "mobilenetv3" in [value for _, value in p["model"]["items"]]
+    assert [value for _, value in p["backend"]["items"]] == list(BACKENDS)
+    assert p["downsample_ratio"]["type"] == OBS_PROPERTY["float"] and p["downsample_ratio"]["slider"]
+    assert p["downsample_ratio"]["range"][:2] == [0.0, 1.0]
+    assert p["fp16"]["type"] == OBS_PROPERTY["bool"] and p["refresh"]["type"] == OBS_PROPERTY["button"]
+    status = p["status"]
+    assert status["type"] == OBS_PROPERTY["text"] and status["text_type"] == OBS_TEXT_INFO
+    text = status["long_description"]
+    for part in ("Running: onnxruntime on CPU", "rvm_mobilenetv3", "512x512", "fps", "Latency:", "Sync Offset",
+                 "Render thread:"):
+        assert part in text, f"{part!r} missing from the status:\n{text}"
+    missing = data["Missing"]["status"]
+    assert missing["info_type"] == OBS_TEXT_INFO_ERROR
+    assert "model file not found: /nonexistent/rvm.onnx" in missing["long_description"]
+
+
+def test_missing_model_is_logged_once_and_the_video_passes_through(pictures):
+    time.sleep(2)  # many frames after the first failure
+    log = pictures.log_text()
+    assert count(r"AI Background 'AI' on 'Missing': model file not found: /nonexistent/rvm\.onnx", log) == 1
+    assert np.abs(pictures.screenshot("Missing").astype(int) - rgba(ASTRONAUT)).max() <= 1
+
+
+def test_render_thread_never_waits_for_inference(pictures):
+    """20 s with the filter keying a 640x480 clip on the CPU against 20 s without, interleaved in one run."""
+    c = pictures.client
+    for name in ("Person", "Missing"):  # only the clip is drawn: one filter at work
+        c.set_scene_item_enabled("Scene", c.get_scene_item_id("Scene", name).scene_item_id, False)
+    mark = len(pictures.log_text())
+    c.set_source_filter_enabled("Clip", "AI", True)
+    pictures.wait_log(r"AI Background 'AI' on 'Clip': keying 640x480", 90, after=mark)
+    skipped = {False: 0, True: 0}
+    total = {False: 0, True: 0}
+    frames_keyed = 0
+    for enabled in (False, True, False, True):
+        c.set_source_filter_enabled("Clip", "AI", enabled)
+        time.sleep(1)  # let the switch settle (the first keyed frame after a pause takes one inference)
+        before, keyed_before = c.get_stats(), _keyed(pictures)
+        time.sleep(10)
+        after, keyed_after = c.get_stats(), _keyed(pictures)
+        skipped[enabled] += after.render_skipped_frames - before.render_skipped_frames
+        total[enabled] += after.render_total_frames - before.render_total_frames
+        if enabled:
+            frames_keyed += keyed_after - keyed_before
+    line = stats(pictures.log_text(), "'AI' on 'Clip'")[-1]
+    print(f"\nrender skipped: {skipped[True]}/{total[True]} with the filter, {skipped[False]}/{total[False]} without; "
+          f"keyed {frames_keyed} frames in 20 s; last stats: {line}")
+    assert frames_keyed >= 20, "the filter was not keying during the measurement"
+    assert total[True] >= 500 and total[False] >= 500
+    assert skipped[True] <= skipped[False]
+
+
+def _keyed(o: Obs) -> int:
+    lines = stats(o.log_text(), "'AI' on 'Clip'")
+    return int(lines[-1]["frames"]) if lines else 0
+
+
+@pytest.fixture
+def lifecycle(tmp_path) -> Obs:
+    """A second OBS: dependencies through OBS_RVM_SITE_PACKAGES; a second scene collection to switch to."""
+    config = ObsConfig(
+        script=SCRIPT,
+        site_packages=SITE_PACKAGES,
+        inputs=[
+            image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE))]),
+            media_input("Clip", CLIP, [ai_filter("AI", background="blur")]),
+        ],
+        other_collections={"Other": [image_input("Third", ASTRONAUT, [ai_filter("AI", background="transparent")])]},
+    )
+    o = Obs(config, tmp_path)
+    yield o.start()
+    o.stop()
+
+
+def test_remove_switch_collection_and_exit_cleanly(lifecycle):
+    o, c = lifecycle, lifecycle.client
+    o.wait_log(r"'AI' on 'Person': keying", 90)
+    o.wait_log(r"'AI' on 'Clip': keying", 90)
+
+    c.remove_source_filter("Person", "AI")
+    o.wait_log(r"AI Background 'AI'( on 'Person')? removed: \d+ frames keyed", 30)
+    o.wait_for(lambda: np.abs(o.screenshot("Person").astype(int) - rgba(ASTRONAUT)).max() <= 1, 30, "the bare picture")
+    c.create_source_filter("Person", "Added", "obs_rvm_ai_background", {"background": "transparent"})
+    o.wait_log(r"'Added' on 'Person': keying", 90)
+    o.wait_for(lambda: all((c_[..., 3] == 0).all() for c_ in corners(o.screenshot("Person"))), 60,
+               "transparent corners from a filter added at run time")
+
+    mark = len(o.log_text())
+    c.set_current_scene_collection("Other")  # destroys this collection's filters, reloads the scripts
+    o.wait_log(r"AI Background filter already registered \(script reloaded\)", 60, after=mark)
+    o.wait_log(r"'AI' on 'Third': keying", 90, after=mark)
+    o.wait_for(lambda: all((c_[..., 3] == 0).all() for c_ in corners(o.screenshot("Third"))), 60,
+               "transparent corners in the other collection")
+    time.sleep(1)  # inference in flight when OBS is asked to quit
+
+    assert o.stop() == 0
+    log = o.log_text()
+    assert count(r"AI Background filter registered", log) == 1 and "already exists" not in log
+    # Person's (removed), then Added and Clip (collection switch), then Third (exit)
+    assert count(r"removed: \d+ frames keyed", log) == 4
+    assert "Traceback" not in log and "Exception ignored" not in log
+    ours = [line for line in log.splitlines() if "[obs-rvm]" in line]
+    assert not [line for line in ours if re.search(r"failed|unexpected|still finishing|error", line)]
+    assert re.search(r"Number of memory leaks: 0\b", log)
+
+
+def test_missing_dependencies_load_anyway_with_one_clear_line(tmp_path):
+    """The script file on its own (no .venv beside it, nothing installed): OBS runs, one line says what to do."""
+    package = tmp_path / "pkg" / "obs_rvm"
+    shutil.copytree(REPO / "obs_rvm", package, ignore=shutil.ignore_patterns("__pycache__"))
+    empty = tmp_path / "empty-site-packages"
+    empty.mkdir()
+    config = ObsConfig(script=package / "obs_script.py", site_packages=[empty],
+                       inputs=[image_input("Person", ASTRONAUT, [ai_filter("AI", background="color")])])
+    with Obs(config, tmp_path / "obs") as o:
+        line = o.wait_log(r"\[obs-rvm\] AI Background is not available: .*", 60).group(0)
+        shot = o.screenshot("Person")
+    assert o.returncode == 0
+    assert "No module named" in line and "installer/install.sh" in line and str(empty) in line
+    assert f"Python {sys.version_info[0]}.{sys.version_info[1]}" in line
+    log = o.log_text()
+    assert count(r"AI Background is not available", log) == 1 and "Traceback" not in log
+    assert np.abs(shot.astype(int) - rgba(ASTRONAUT)).max() <= 1  # the source still shows, unfiltered
