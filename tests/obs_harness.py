@@ -70,6 +70,12 @@ def image_input(name: str, path: Path, filters: Sequence[FilterSpec] = (), in_sc
     return InputSpec(name, "image_source", {"file": str(path)}, filters, in_scene)
 
 
+def color_input(name: str, rgb: tuple[int, int, int], size: tuple[int, int], in_scene: bool = True) -> InputSpec:
+    r, g, b = rgb
+    settings = {"color": 0xFF000000 | b << 16 | g << 8 | r, "width": size[0], "height": size[1]}
+    return InputSpec(name, "color_source_v3", settings, (), in_scene)
+
+
 def media_input(name: str, path: Path, filters: Sequence[FilterSpec] = (), in_scene: bool = True) -> InputSpec:
     settings = {"is_local_file": True, "local_file": str(path), "looping": True, "hw_decode": False,
                 "restart_on_activate": False, "close_when_inactive": False}
@@ -85,6 +91,7 @@ class ObsConfig:
     environment_json: dict | None = None
     """Written to the isolated $XDG_CONFIG_HOME/obs-rvm/environment.json (search order 2)."""
     inputs: Sequence[InputSpec] = ()
+    """Scene items are stacked in this order: the first is at the bottom."""
     other_collections: Mapping[str, Sequence[InputSpec]] = field(default_factory=dict)
     """More scene collections (same script) to switch to with SetCurrentSceneCollection."""
     canvas: tuple[int, int] = (640, 480)

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from obs_harness import Obs, ObsConfig, ai_filter, filter_settings, image_input, media_input
+from obs_harness import Obs, ObsConfig, ai_filter, color_input, filter_settings, image_input, media_input
 
 from obs_rvm.backgrounds import MODES, cover
 from obs_rvm.engines import BACKENDS
@@ -37,7 +37,7 @@ SCRIPT = REPO / "obs_rvm" / "obs_script.py"
 PROBE = Path(__file__).with_name("obs_probe.py")
 SITE_PACKAGES = [Path(p) for p in site.getsitepackages()]
 """This test environment's own site-packages: OBS's Python runs the filter with them (same Python version)."""
-BLUE, YELLOW = (0, 0, 255), (255, 220, 0)
+BLUE, YELLOW, RED = (0, 0, 255), (255, 220, 0), (255, 0, 0)
 CLIP = CLIPS / "help.mkv"
 BACKGROUND_VIDEO = CLIPS / "thanks.mkv"
 OBS_PROPERTY = {"bool": 1, "int": 2, "float": 3, "text": 4, "path": 5, "list": 6, "color": 7, "button": 8}
@@ -105,10 +105,11 @@ def pictures(tmp_path_factory) -> Obs:
     config = ObsConfig(
         script=SCRIPT,
         environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
-        inputs=[
-            image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE))]),
+        inputs=[  # bottom to top: Person over a red backdrop, the others underneath (drawn, though hidden)
             media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur")]),
             image_input("Missing", ASTRONAUT, [ai_filter("AI", background="color", model="/nonexistent/rvm.onnx")]),
+            color_input("Backdrop", RED, (640, 480)),
+            image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE))]),
         ],
         extra_scripts=[PROBE],
         env={"OBS_RVM_STATS_INTERVAL": "1", "OBS_RVM_PROBE_DIR": str(work)},
@@ -157,6 +158,16 @@ def test_every_background_mode_through_websocket(pictures, media):
         pictures.client.set_source_filter_settings("Person", "AI", values, True)
         pictures.wait_for(lambda check=check, expected=expected: check(pictures.screenshot("Person"), expected), 90,
                           f"'{mode}' in the screenshot")
+        if mode == "transparent":  # the alpha reaches the scene: the backdrop shows where the background was
+            scene = pictures.screenshot("Scene")
+            assert all_near(scene[:64, :64], RED) and all_near(scene[:64, 448:512], RED)
+            assert not all_near(scene[200:320, 200:320], RED)  # and the person covers it
+
+
+def test_engine_settings_rebuild_live(pictures):
+    mark = len(pictures.log_text())
+    pictures.client.set_source_filter_settings("Person", "AI", {"downsample_ratio": 0.25}, True)
+    pictures.wait_log(r"'AI' on 'Person': keying 512x512 with .* downsample ratio 0\.25", 90, after=mark)
 
 
 def _quadrant_corners(shot: np.ndarray) -> bool:
@@ -186,11 +197,11 @@ def _matches_a_video_frame(shot: np.ndarray, video: list[np.ndarray]) -> bool:
 
 def test_source_resolution_change(pictures, media):
     c = pictures.client
-    c.set_source_filter_settings("Person", "AI", {"background": "color", "color": rgb_to_obs_color(BLUE)}, True)
+    values = {"background": "color", "color": rgb_to_obs_color(BLUE), "downsample_ratio": 0.0}
+    c.set_source_filter_settings("Person", "AI", values, True)
     c.set_input_settings("Person", {"file": str(media["small"])}, True)
-    shot = pictures.wait_for(lambda: (s := pictures.screenshot("Person")).shape[:2] == (192, 256) and all_near(s, BLUE)
-                             and s, 90, "keyed output at the new size")
-    assert shot.shape == (192, 256, 4)
+    expected = reference(rgba(media["small"]), **values)
+    pictures.wait_for(lambda: similar(pictures.screenshot("Person"), expected), 90, "keyed output at the new size")
     c.set_input_settings("Person", {"file": str(ASTRONAUT)}, True)
     pictures.wait_for(lambda: (s := pictures.screenshot("Person")).shape[:2] == (512, 512) and all_near(s, BLUE), 90,
                       "keyed output back at 512x512")
@@ -246,7 +257,7 @@ def test_missing_model_is_logged_once_and_the_video_passes_through(pictures):
 def test_render_thread_never_waits_for_inference(pictures):
     """20 s with the filter keying a 640x480 clip on the CPU against 20 s without, interleaved in one run."""
     c = pictures.client
-    for name in ("Person", "Missing"):  # only the clip is drawn: one filter at work
+    for name in ("Person", "Missing", "Backdrop"):  # only the clip is drawn: one filter at work
         c.set_scene_item_enabled("Scene", c.get_scene_item_id("Scene", name).scene_item_id, False)
     mark = len(pictures.log_text())
     c.set_source_filter_enabled("Clip", "AI", True)
