@@ -13,6 +13,19 @@ NAMES = ("background", "color", "image_path", "video_path", "blur", "model", "ba
          "status", "refresh")
 OUT = os.environ.get("OBS_RVM_PROBE_DIR", "")
 FILTER = os.environ.get("OBS_RVM_PROBE_FILTER", "AI")
+refreshes: dict[str, int] = {}
+"""Per source: how often its filter asked an open properties panel to reload (the "update_properties" signal)."""
+
+
+def watch(name: str, flt) -> None:
+    if name in refreshes:
+        return
+    refreshes[name] = 0
+
+    def on_update(_calldata) -> None:
+        refreshes[name] += 1
+
+    obs.signal_handler_connect(obs.obs_source_get_signal_handler(flt), "update_properties", on_update)
 
 
 def describe(p) -> dict:
@@ -45,14 +58,16 @@ def dump() -> None:
         flt = obs.obs_source_get_filter_by_name(source, FILTER)
         if flt is None:
             continue
+        name = obs.obs_source_get_name(source)
+        watch(name, flt)
         props = obs.obs_source_properties(flt)
-        entry = {}
-        for name in NAMES:
-            p = obs.obs_properties_get(props, name)
-            entry[name] = describe(p) if p is not None else None
+        entry = {"refreshes": refreshes[name]}
+        for key in NAMES:
+            p = obs.obs_properties_get(props, key)
+            entry[key] = describe(p) if p is not None else None
         obs.obs_properties_destroy(props)
         obs.obs_source_release(flt)
-        result[obs.obs_source_get_name(source)] = entry
+        result[name] = entry
     obs.source_list_release(sources)
     tmp = os.path.join(OUT, "properties.json.tmp")
     with open(tmp, "w") as f:

@@ -242,6 +242,7 @@ def test_properties_panel(pictures):
     for part in ("Running: onnxruntime on CPU", "rvm_mobilenetv3", "512x512", "fps", "Latency:", "Sync Offset",
                  "Render thread:"):
         assert part in text, f"{part!r} missing from the status:\n{text}"
+    assert p["refreshes"] >= 1  # status changes (new modes, new size) reloaded an open panel
     missing = data["Missing"]["status"]
     assert missing["info_type"] == OBS_TEXT_INFO_ERROR
     assert "model file not found: /nonexistent/rvm.onnx" in missing["long_description"]

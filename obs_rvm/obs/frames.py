@@ -68,10 +68,10 @@ class GpuFrames:
         obs.gs_stage_texture(self._stages[index], obs.gs_texrender_get_texture(self._texrender))
         self._staged[index] = (width, height, frame_time)
 
-    def read_previous(self, out: np.ndarray | None = None) -> tuple[np.ndarray, int] | None:
-        """The frame staged by the previous capture (never the one staged in this call), with its frame time.
+    def read_previous(self) -> tuple[np.ndarray, int] | None:
+        """A copy of the frame staged by the previous capture (never one staged in this call), with its frame time.
 
-        Call it before `capture` in each new frame. Copies into `out` when it has the right shape.
+        Call it before `capture` in each new frame.
         """
         index = (self._next - 1) % STAGES
         staged, self._staged[index] = self._staged[index], None
@@ -84,10 +84,7 @@ class GpuFrames:
         try:
             linesize = self._linesize.value
             rows = np.ctypeslib.as_array(self._ptr, shape=(height, linesize))
-            view = rows[:, : width * 4].reshape(height, width, 4)
-            if out is None or out.shape != view.shape:
-                out = np.empty_like(view)
-            np.copyto(out, view)
+            out = rows[:, : width * 4].reshape(height, width, 4).copy()
         finally:
             obs.gs_stagesurface_unmap(surface)
         return out, frame_time
