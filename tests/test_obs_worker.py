@@ -15,6 +15,7 @@ from obs_rvm.backgrounds import DEFAULT_COLOR
 from obs_rvm.matting import MattingSession
 from obs_rvm.obs import settings as keys
 from obs_rvm.obs.locale import Text
+from obs_rvm.obs.stats import Rate, Rolling
 from obs_rvm.obs.status import ERROR, Numbers, describe
 from obs_rvm.obs.worker import GAP_NS, Captured, FilterWorker, WorkerStatus
 
@@ -184,6 +185,18 @@ def test_stop_with_inference_in_flight(frames):
     worker.stop()
     assert worker.join(30)
     assert worker.snapshot().state == "stopped" and not worker.alive
+
+
+def test_rolling_percentiles_and_rates():
+    r = Rolling(5)
+    assert r.median() is None
+    for v in (9, 1, 7, 3, 5, 100):  # the first value falls out of the window
+        r.add(v)
+    assert (r.median(), r.percentile(99), r.percentile(0), len(r)) == (5, 100, 1, 5)
+    rate = Rate(window=2.0)
+    for i in range(21):
+        rate.tick(10 + i * 0.1)  # 10 per second
+    assert rate.per_second(12.0) == pytest.approx(10.0) and rate.per_second(20.0) == 0.0 and rate.count == 21
 
 
 def test_status_text_names_what_runs():

@@ -29,7 +29,8 @@ ID = b"obs_rvm_ai_background"
 STALE_NS = 2_000_000_000
 """A keyed frame older than this (worker stuck building an engine, source paused) is not shown: pass through."""
 CAPTURE_AHEAD = 1.0
-"""Capture when the worker may finish its frame within this many frame intervals (one more covers jitter)."""
+"""Capture when the worker may finish its frame within this many frame intervals: a frame staged now is read
+back and handed over at the next one, so capturing earlier only makes frames that get replaced unread."""
 QUIET_NS = 1_000_000_000
 """Status changes refresh an open properties panel only after the settings have been left alone this long."""
 JOIN_S = 10.0
@@ -66,6 +67,7 @@ class AiBackground:
     def __init__(self, source: int, settings: keys.FilterSettings) -> None:
         self.source = source
         self.settings = settings
+        self._lock = threading.Lock()  # settings vs. starting the worker: update() and render() run on two threads
         self.worker: FilterWorker | None = None
         """Started at the first frame: a filter on a source nobody shows costs nothing, and its log lines can name
         the source (a filter is created before it is attached to one)."""
@@ -94,10 +96,11 @@ class AiBackground:
     # -- callbacks ----------------------------------------------------------------------------------------------
 
     def update(self, settings: keys.FilterSettings) -> None:
-        self.settings = settings
         self.updated_ns = time.monotonic_ns()
-        if self.worker is not None:
-            self.worker.configure(settings)
+        with self._lock:
+            self.settings = settings
+            if self.worker is not None:
+                self.worker.configure(settings)
 
     def render(self) -> None:
         start = time.perf_counter_ns()
@@ -115,7 +118,8 @@ class AiBackground:
             obs.obs_source_skip_video_filter(self.source)
             return
         if self.worker is None:
-            self.worker = FilterWorker(self.label, self.settings)
+            with self._lock:
+                self.worker = FilterWorker(self.label, self.settings)
         now = obs.obs_get_video_frame_time()
         if now != self.frame_time:  # first call in this video frame: capture once, take the newest keyed frame
             interval, self.frame_time = now - self.frame_time, now
@@ -212,15 +216,21 @@ def _tr() -> Text:
     return Text(obs.text(obs.obs_get_locale()))
 
 
+_failures: set[str] = set()
+
+
 def _guard(default=None):
-    """Wrap a libobs callback body: log an exception once per message and return a safe value."""
+    """Wrap a libobs callback body: log an exception (once per message) and return a safe value."""
 
     def wrap(fn):
         def call(*args):
             try:
                 return fn(*args)
             except Exception as e:
-                _log.error("AI Background: %s failed: %s: %s", fn.__name__, type(e).__name__, e)
+                message = f"AI Background: {fn.__name__} failed: {type(e).__name__}: {e}"
+                if message not in _failures:
+                    _failures.add(message)
+                    _log.error("%s", message)
                 return default
 
         call.__name__ = fn.__name__

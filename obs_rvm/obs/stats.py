@@ -6,6 +6,7 @@ status line that is one sample behind is fine.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 
@@ -26,8 +27,7 @@ class Rolling:
         values = sorted(list(self._values))
         if not values:
             return None
-        rank = min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))
-        return values[rank]
+        return values[min(len(values), max(1, math.ceil(p / 100 * len(values)))) - 1]
 
     def median(self) -> float | None:
         return self.percentile(50)

@@ -116,9 +116,9 @@ class FilterWorker:
         return self._results.take(timeout=0)
 
     def frame_due_within(self, seconds: float) -> bool:
-        """Whether a frame handed over now would be keyed within `seconds`: the worker is idle or nearly done.
+        """Whether the worker may take a new frame within `seconds`: it is idle, or its frame is nearly done.
 
-        Lets the render thread skip reading back frames that would only be replaced before anyone took them.
+        Lets the render thread skip reading back frames that would be replaced before anyone took them.
         """
         if self._halted:
             return False
