@@ -156,6 +156,8 @@ def test_errors_are_logged_once_shown_and_recovered_from(worker_factory, frames,
     text, level = describe(Text(), status, Numbers())
     assert level == ERROR and status.error in text and "passes through" in text
 
+    worker.configure(settings(background="image"))
+    wait(lambda: "choose one in the filter's properties" in worker.snapshot().error, what="the no-file error")
     worker.configure(settings(background="image", image_path=str(tmp_path / "missing.png")))
     wait(lambda: "image not found" in worker.snapshot().error, what="the image error")
     picture = tmp_path / "bg.png"

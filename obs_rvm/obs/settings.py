@@ -62,11 +62,14 @@ class FilterSettings:
         return self.model, self.backend, self.downsample_ratio, self.fp16
 
     def check(self) -> None:
+        """The filter's own wording for what the shared checks would phrase with command-line flags."""
         if not (self.downsample_ratio == 0 or 0 < self.downsample_ratio <= 1):
             raise InputError(f"downsample ratio must be 0 (auto) or between 0 and 1, got {self.downsample_ratio:g}")
+        mode = self.background.mode
+        if mode in ("image", "video") and not getattr(self.background, mode):
+            raise InputError(f"background '{mode}' needs a {mode} file: choose one in the filter's properties")
 
     def session_options(self) -> SessionOptions:
-        self.check()
         return SessionOptions(model=self.model or None, background=self.background,
                               downsample_ratio=self.downsample_ratio or None, backend=self.backend,
                               threads=inference_threads(), fp16=self.fp16)

@@ -195,6 +195,7 @@ class FilterWorker:
             return
         previous, self._settings = self._settings, pending
         try:
+            pending.check()
             if force or self._session is None or previous is None or pending.engine_key != previous.engine_key:
                 self._rebuild(pending)
             elif pending.background != previous.background:
