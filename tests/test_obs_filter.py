@@ -23,6 +23,7 @@ from obs_rvm.backgrounds import MODES, cover
 from obs_rvm.engines import BACKENDS
 from obs_rvm.matting import MattingSession
 from obs_rvm.obs.settings import rgb_to_obs_color
+from obs_rvm.video_io import VideoSource
 
 from paths import ASTRONAUT, CLIPS
 
@@ -75,6 +76,13 @@ def corners(image: np.ndarray, size: int = 8) -> list[np.ndarray]:
 def all_near(image: np.ndarray, rgb: tuple[int, int, int], tol: float = 4) -> bool:
     """Each corner patch averages to this colour (RVM may leave a few per cent of alpha on a stray pixel)."""
     return all(np.abs(c[..., :3].reshape(-1, 3).mean(0) - rgb).max() <= tol for c in corners(image))
+
+
+def transparent_corners(image: np.ndarray) -> bool:
+    """The background came out transparent: the corners are (all but) fully transparent in a PNG screenshot.
+
+    RVM leaves a pixel or two at a few per cent of alpha now and then (the astronaut's suit is near one corner)."""
+    return all(c[..., 3].mean() <= 4 for c in corners(image))
 
 
 def count(pattern: str, text: str) -> int:
@@ -142,10 +150,11 @@ def test_color_background_keeps_the_person(pictures):
 
 def test_every_background_mode_through_websocket(pictures, media):
     frame = rgba(ASTRONAUT)
-    video = [cover(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), 512, 512) for f in _frames(BACKGROUND_VIDEO)]
+    source = VideoSource(BACKGROUND_VIDEO)
+    video = [cover(f[..., :3], 512, 512) for f in source]
+    source.close()
     checks = {
-        "transparent": ({}, lambda s, ref: similar(s, ref, slice(3, 4)) and all((c[..., 3] == 0).all()
-                                                                                for c in corners(s))),
+        "transparent": ({}, lambda s, ref: similar(s, ref, slice(3, 4)) and transparent_corners(s)),
         "color": ({"color": rgb_to_obs_color(YELLOW)}, lambda s, ref: similar(s, ref) and all_near(s, YELLOW)),
         "image": ({"image_path": str(media["quadrants"])}, lambda s, ref: similar(s, ref) and _quadrant_corners(s)),
         "video": ({"video_path": str(BACKGROUND_VIDEO)}, lambda s, ref: _matches_a_video_frame(s, video)),
@@ -174,15 +183,6 @@ def _quadrant_corners(shot: np.ndarray) -> bool:
     """The picture covers the frame: red, green, blue and white quadrants show in the four corners."""
     expected = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
     return all(all_near(c, e) for c, e in zip(corners(shot, 16), expected, strict=True))
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while (ok := cap.read())[0]:
-        frames.append(ok[1])
-    cap.release()
-    return frames
 
 
 def _matches_a_video_frame(shot: np.ndarray, video: list[np.ndarray]) -> bool:
@@ -316,15 +316,14 @@ def test_remove_switch_collection_and_exit_cleanly(lifecycle):
     o.wait_for(lambda: np.abs(o.screenshot("Person").astype(int) - rgba(ASTRONAUT)).max() <= 1, 30, "the bare picture")
     c.create_source_filter("Person", "Added", "obs_rvm_ai_background", {"background": "transparent"})
     o.wait_log(r"'Added' on 'Person': keying", 90)
-    o.wait_for(lambda: all((c_[..., 3] == 0).all() for c_ in corners(o.screenshot("Person"))), 60,
-               "transparent corners from a filter added at run time")
+    o.wait_for(lambda: transparent_corners(o.screenshot("Person")), 60, "transparent corners from a filter added at "
+               "run time")
 
     mark = len(o.log_text())
     c.set_current_scene_collection("Other")  # destroys this collection's filters, reloads the scripts
     o.wait_log(r"AI Background filter already registered \(script reloaded\)", 60, after=mark)
     o.wait_log(r"'AI' on 'Third': keying", 90, after=mark)
-    o.wait_for(lambda: all((c_[..., 3] == 0).all() for c_ in corners(o.screenshot("Third"))), 60,
-               "transparent corners in the other collection")
+    o.wait_for(lambda: transparent_corners(o.screenshot("Third")), 60, "transparent corners in the other collection")
     time.sleep(1)  # inference in flight when OBS is asked to quit
 
     assert o.stop() == 0

@@ -26,8 +26,9 @@ from .status import Numbers, describe, stats_line
 from .worker import Captured, FilterWorker, WorkerStatus
 
 ID = b"obs_rvm_ai_background"
-STALE_NS = 2_000_000_000
-"""A keyed frame older than this (worker stuck building an engine, source paused) is not shown: pass through."""
+STALE_NS = 3_000_000_000
+"""No keyed frame for this long (worker stuck, source hidden for a while): pass through rather than freeze. Counted
+from the last keyed frame's arrival, not its age, so a slow machine still shows its (late) keyed video."""
 CAPTURE_AHEAD = 1.0
 """Capture when the worker may finish its frame within this many frame intervals: a frame staged now is read
 back and handed over at the next one, so capturing earlier only makes frames that get replaced unread."""
@@ -73,8 +74,8 @@ class AiBackground:
         the source (a filter is created before it is attached to one)."""
         self.gpu = GpuFrames()
         self.frame_time = 0
-        self.shown_time: int | None = None
-        """Capture time of the keyed frame in the texture."""
+        self.received_time: int | None = None
+        """Video frame time at which the keyed frame in the texture arrived."""
         self.render_ms = Rolling(600)
         self.latency_ms = Rolling(120)
         self.shown_rate = Rate()
@@ -133,11 +134,11 @@ class AiBackground:
             keyed = self.worker.latest()
             if keyed is not None:
                 self.gpu.upload(keyed.frame)
-                self.shown_time = keyed.frame_time
+                self.received_time = now
                 self.latency_ms.add((now - keyed.frame_time) / 1e6)
                 self.shown_rate.tick(now / 1e9)
             self._housekeeping(now)
-        if (self.worker.running and self.shown_time is not None and now - self.shown_time < STALE_NS
+        if (self.worker.running and self.received_time is not None and now - self.received_time < STALE_NS
                 and self.gpu.texture_size == (width, height)):
             self.gpu.draw(width, height)
         else:
