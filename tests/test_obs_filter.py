@@ -256,7 +256,8 @@ def test_missing_model_is_logged_once_and_the_video_passes_through(pictures):
 
 
 def test_render_thread_never_waits_for_inference(pictures):
-    """20 s with the filter keying a 640x480 clip on the CPU against 20 s without, interleaved in one run."""
+    """20 s with the filter keying a 640x480 clip on the CPU against 20 s without, in one run. Short blocks,
+    alternated, so a burst of load from elsewhere on the machine falls on both sides alike."""
     c = pictures.client
     for name in ("Person", "Missing", "Backdrop"):  # only the clip is drawn: one filter at work
         c.set_scene_item_enabled("Scene", c.get_scene_item_id("Scene", name).scene_item_id, False)
@@ -265,20 +266,19 @@ def test_render_thread_never_waits_for_inference(pictures):
     pictures.wait_log(r"AI Background 'AI' on 'Clip': keying 640x480", 90, after=mark)
     skipped = {False: 0, True: 0}
     total = {False: 0, True: 0}
-    frames_keyed = 0
-    for enabled in (False, True, False, True):
+    keyed_before = _keyed(pictures)
+    for enabled in (False, True) * 8:
         c.set_source_filter_enabled("Clip", "AI", enabled)
-        time.sleep(1)  # let the switch settle (the first keyed frame after a pause takes one inference)
-        before, keyed_before = c.get_stats(), _keyed(pictures)
-        time.sleep(10)
-        after, keyed_after = c.get_stats(), _keyed(pictures)
+        time.sleep(0.5)  # let the switch settle
+        before = c.get_stats()
+        time.sleep(2.5)
+        after = c.get_stats()
         skipped[enabled] += after.render_skipped_frames - before.render_skipped_frames
         total[enabled] += after.render_total_frames - before.render_total_frames
-        if enabled:
-            frames_keyed += keyed_after - keyed_before
+    frames_keyed = _keyed(pictures) - keyed_before
     line = stats(pictures.log_text(), "'AI' on 'Clip'")[-1]
     print(f"\nrender skipped: {skipped[True]}/{total[True]} with the filter, {skipped[False]}/{total[False]} without; "
-          f"keyed {frames_keyed} frames in 20 s; last stats: {line}")
+          f"keyed {frames_keyed} frames; last stats: {line}")
     assert frames_keyed >= 20, "the filter was not keying during the measurement"
     assert total[True] >= 500 and total[False] >= 500
     assert skipped[True] <= skipped[False]

@@ -116,11 +116,14 @@ class FilterWorker:
         return self._results.take(timeout=0)
 
     def frame_due_within(self, seconds: float) -> bool:
-        """Whether the worker may take a new frame within `seconds`: it is idle, or its frame is nearly done.
+        """Whether the worker may take a new frame within `seconds`: none is waiting for it already, and it is
+        idle or nearly done with the one it has.
 
-        Lets the render thread skip reading back frames that would be replaced before anyone took them.
+        Lets the render thread skip reading back frames that would be replaced before anyone took them. Never more
+        than one waits: a worker running late (a starved CPU) must not make the render thread read back every frame,
+        which would starve it further.
         """
-        if self._halted:
+        if self._halted or self._frames.peek() is not None:
             return False
         started, typical = self._busy_since, self.inference_ms.median()
         if started is None or typical is None:
