@@ -17,5 +17,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 OBS_RVM_EXTRAS="[test]" source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-.venv/bin/ruff check obs_rvm tests scripts installer
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
