@@ -125,3 +125,41 @@ def peak_rss(options: SessionOptions, width: int, height: int, frames: int = 500
     peaks = queue.get()
     proc.join()
     return peaks
+
+
+def process_vs_pipeline(options: SessionOptions, clip: str, frames: int) -> str:
+    """fps of `obs-rvm process` on a clip (decode + key + encode, threaded) vs the pipeline alone on the same frames.
+
+    The pipeline-alone time is taken before and after the process run and averaged, to cancel drift on a noisy host.
+    """
+    import itertools
+    import tempfile
+
+    from .process import process
+    from .video_io import open_sink, open_source
+
+    source = open_source(clip)
+    decoded = list(itertools.islice(source, frames))
+    source.close()
+    session = MattingSession(options)
+    session.process(decoded[0], 0.0)
+
+    def pipeline_alone() -> float:
+        session.reset()
+        start = time.perf_counter()
+        for i, frame in enumerate(decoded):
+            session.process(frame, i / 30)
+        return len(decoded) / (time.perf_counter() - start)
+
+    before = pipeline_alone()
+    with tempfile.TemporaryDirectory(prefix="obs-rvm-bench-") as tmp:
+        source = open_source(clip)
+        sink = open_sink(str(Path(tmp) / "out.mp4"), source.fps, source.size, False, source.audio_path)
+        session.reset()
+        result = process(session, source, sink, max_frames=len(decoded))
+    after = pipeline_alone()
+    alone = (before + after) / 2
+    session.close()
+    w, h = source.size
+    return (f"process {Path(clip).name} ({w}x{h}, {result.frames} frames): {result.fps:.1f} fps with decode and "
+            f"encode vs pipeline alone {alone:.1f} fps: process/pipeline {result.fps / alone:.2f}")

@@ -118,8 +118,9 @@ def cmd_process(args: argparse.Namespace) -> int:
                      None if args.no_audio else source.audio_path)
     if getattr(sink, "warning", None):
         print(f"obs-rvm: warning: {sink.warning}", file=sys.stderr)
-    with tqdm(total=source.frames, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
-        result = process(session, source, sink, on_frame=lambda n: bar.update(1))
+    total = min(filter(None, (source.frames, args.max_frames)), default=None)
+    with tqdm(total=total, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
+        result = process(session, source, sink, max_frames=args.max_frames, on_frame=lambda n: bar.update(1))
     print(f"wrote {sink.path}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps), "
           f"{_describe(session)}")
     session.close()
@@ -148,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import peak_rss, throughput
+    from .bench import peak_rss, process_vs_pipeline, throughput
 
     options = session_options(args)
     print(f"obs-rvm bench: background {options.background.mode}, {args.frames} frames per size, bare model and "
@@ -156,6 +157,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for size in args.sizes:
         w, h = size
         print(throughput(options, w, h, args.frames).line(), flush=True)
+    if args.clip:
+        print(process_vs_pipeline(options, args.clip, args.frames), flush=True)
     if args.rss_frames:
         w, h = args.sizes[0]
         peaks = peak_rss(options, w, h, args.rss_frames, min(50, args.rss_frames))
@@ -209,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="video file (.mp4 .mkv .webm .mov) or image pattern like out/%%05d.png")
     p.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames (a quick preview)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_process)
@@ -225,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", type=parse_size, nargs="+", default=[(640, 480), (1280, 720)], metavar="WxH")
     p.add_argument("--frames", type=int, default=60, help="timed frames per size (default 60)")
     p.add_argument("--rss-frames", type=int, default=500, help="frames for the memory check (0 skips it)")
+    p.add_argument("--clip", metavar="VIDEO", help="also time `obs-rvm process` on this clip vs the pipeline alone")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_bench)
 
