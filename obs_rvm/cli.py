@@ -201,6 +201,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="obs-rvm", description="AI background removal with Robust Video Matting.")
     parser.add_argument("--version", action="version", version=f"obs-rvm {__version__}")
@@ -232,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", metavar="VIDEO", help="also time `obs-rvm process` on this clip vs the pipeline alone")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("doctor", help="check OBS, its Python, the environment, GPU, model and virtual camera")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("models", help="list the model catalog, or download models")
     p.add_argument("action", nargs="?", choices=["list", "download"], default="list")
