@@ -4,10 +4,8 @@ processes in /proc. The installer as a whole (install.sh in a fresh home) is in 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import platformdirs
@@ -19,12 +17,8 @@ from obs_rvm.install import layout, obs, scenes
 from obs_rvm.install.system import MODPROBE, Loopback
 from obs_rvm.models import resolve_model
 
+from install_helpers import COLLECTION, fake_obs_process
 from paths import MODEL
-
-DATA = Path(__file__).parent / "data"
-COLLECTION = DATA / "obs29-scene-collection.json"
-"""Saved by OBS 29.0.2 (Debian) itself: scenes, sources with filters, a text source with non-ASCII text, the stock
-url-text.py script with settings, transitions. Compact JSON with %.17g floats, as OBS writes it."""
 
 needs_obs = pytest.mark.skipif(shutil.which("obs") is None, reason="OBS Studio is not installed")
 
@@ -153,20 +147,6 @@ def test_current_scene_collection_from_obs_settings(home):
     assert obs.find_collection("Streaming Setup") == obs.find_collection()  # by the name shown in OBS
     with pytest.raises(SetupError, match="no scene collection named 'Other'.*'Streaming Setup'"):
         obs.find_collection("Other")
-
-
-def fake_obs_process(tmp_path: Path, home: Path) -> subprocess.Popen:
-    """A real process named `obs` (what the kernel reports in /proc/PID/comm) running with the given home."""
-    binary = tmp_path / "fakebin" / "obs"
-    binary.parent.mkdir(exist_ok=True)
-    shutil.copy(shutil.which("sleep"), binary)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
-    proc = subprocess.Popen([str(binary), "60"], env={**env, "HOME": str(home)})
-    for _ in range(50):
-        if Path(f"/proc/{proc.pid}/comm").read_text().strip() == "obs":
-            break
-        time.sleep(0.02)
-    return proc
 
 
 def test_running_obs_is_found_only_for_its_own_settings(home, tmp_path):

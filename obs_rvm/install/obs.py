@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +126,11 @@ def scripting_python(binary: Path) -> tuple[Path, str]:
 
 
 def obs_version(binary: Path) -> str:
+    # `obs --version` creates its settings folder as a side effect: let it create a throwaway one instead.
     try:
-        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=20).stdout
+        with tempfile.TemporaryDirectory(prefix="obs-rvm-") as scratch:
+            env = {**os.environ, "XDG_CONFIG_HOME": scratch}
+            out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=20, env=env).stdout
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     match = re.search(r"(\d+\.\d+(?:\.\d+)?)", out)
