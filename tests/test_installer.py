@@ -355,18 +355,14 @@ def test_obs_loads_the_added_script(added, tmp_path):
     try:
         assert select.select([read_fd], [], [], 30)[0], "Xvfb did not start"
         display = os.read(read_fd, 16).decode().strip()
-        proc = subprocess.Popen(["obs", "--collection", "Streaming Setup"], env={**env, "DISPLAY": f":{display}"},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        log, loaded, deadline = [], False, time.monotonic() + 120
-        assert proc.stdout is not None
-        os.set_blocking(proc.stdout.fileno(), False)
-        while time.monotonic() < deadline and not loaded and proc.poll() is None:
-            line = proc.stdout.readline()
-            if not line:
-                time.sleep(0.1)
-                continue
-            log.append(line)
-            loaded = "Loaded python script: obs_script.py" in line
+        log = tmp_path / "obs.log"
+        with open(log, "w") as out:
+            # --multi: no "OBS is already running" dialog when another OBS (any user, any settings) runs.
+            proc = subprocess.Popen(["obs", "--multi", "--collection", "Streaming Setup"], stdout=out,
+                                    stderr=subprocess.STDOUT, env={**env, "DISPLAY": f":{display}"})
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None and "obs_script.py" not in log.read_text():
+            time.sleep(0.5)
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
@@ -376,7 +372,8 @@ def test_obs_loads_the_added_script(added, tmp_path):
         xvfb.kill()
         xvfb.wait()
         os.close(read_fd)
-    assert loaded, "".join(log[-40:])
+    text = log.read_text()
+    assert "Loaded python script: obs_script.py" in text, text[-4000:]
     saved = json.loads((config / "obs-studio" / "basic" / "scenes" / "Streaming_Setup.json").read_text())
     assert {"path": str(added.script), "settings": {"quality": "high"}} in saved["modules"]["scripts-tool"]
     original = {s["name"]: s for s in added.original["sources"]}
