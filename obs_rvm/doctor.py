@@ -68,6 +68,12 @@ def import_check(dist: str) -> tuple[bool, str]:
 
 
 def check_obs() -> Iterator[Check]:
+    if not sys.platform.startswith("linux"):
+        here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        yield Check(NA, "OBS", f"found automatically on Linux only: in OBS, Tools > Scripts > Python Settings must "
+                               f"point at a Python {here} install (the environment's version)")
+        yield from check_environment(None)
+        return
     try:
         found = obs.find_obs()
     except ObsRvmError as e:
@@ -80,7 +86,7 @@ def check_obs() -> Iterator[Check]:
     yield from check_environment(found.python_version)
 
 
-def check_environment(obs_python: str) -> Iterator[Check]:
+def check_environment(obs_python: str | None) -> Iterator[Check]:
     fix = installer_command()
     path = environment_file()
     try:
@@ -95,7 +101,7 @@ def check_environment(obs_python: str) -> Iterator[Check]:
     missing = [p for p in record.get("site_packages", []) if not Path(p).is_dir()]
     if missing:
         yield Check(FAIL, "Environment", f"{path} points at {', '.join(missing)}, which does not exist", fix)
-    elif version != obs_python:
+    elif obs_python and version != obs_python:
         yield Check(FAIL, "Environment", f"built for Python {version}, but OBS now embeds Python {obs_python} "
                                          f"(OBS was updated?)", f"{fix} (rebuilds it for Python {obs_python})")
     else:
@@ -189,6 +195,9 @@ def check_caches(gpu: bool) -> Iterator[Check]:
 
 
 def check_camera() -> Iterator[Check]:
+    if not sys.platform.startswith("linux"):
+        yield Check(NA, "Camera", "OBS's virtual camera needs no kernel module outside Linux")
+        return
     loop = system.loopback()
     usable = loop.loaded and not loop.fix()
     yield Check(OK if usable else WARN, "Camera", loop.state() + ("" if usable else " (needed only for OBS's virtual "

@@ -72,3 +72,28 @@ def write_environment(data: dict, path: Path | None = None) -> bool:
     with atomic_write(path) as f:
         f.write(text.encode("utf-8"))
     return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m obs_rvm.environment [MODEL]`, run with the environment's own Python (by install.sh, and by the
+    Windows helper): record this environment for the OBS script, and the model that replaces the default one."""
+    import sys
+    import sysconfig
+
+    args = sys.argv[1:] if argv is None else argv
+    paths = sysconfig.get_paths()
+    site_packages = list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    record: dict = {"site_packages": site_packages, "python": sys.executable,
+                    "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}"}
+    script = Path(paths["purelib"]) / "obs_rvm" / "obs_script.py"
+    if script.is_file():
+        record["script"] = str(script)
+    if args and args[0]:
+        record["model"] = args[0]
+    changed = write_environment(record)
+    print(json.dumps({"path": str(environment_file()), "changed": changed, "record": record}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

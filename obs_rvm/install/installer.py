@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..environment import config_dir as rvm_config_dir
-from ..environment import environment_file, read_environment, write_environment
+from ..environment import environment_file, read_environment
 from ..errors import ObsRvmError, SetupError
 from . import layout, obs, pyenv, scenes, system
 from .transaction import Transaction, make_dir, read_state, write_state
@@ -228,26 +228,25 @@ class Installer:
                                  f"filter will try again when it starts. Retry: {tool} engine build {' '.join(sizes)}")
 
     def _wire(self) -> None:
-        """environment.json for the OBS script, and `obs-rvm` on the PATH."""
-        record = {"site_packages": [str(layout.site_packages(self.venv, self.obs.python_version))],
-                  "python": str(self.venv / "bin" / "python"), "python_version": self.obs.python_version}
-        if self.script.is_file():
-            record["script"] = str(self.script)
-        else:
-            self.warnings.append(f"this version of obs-rvm has no OBS script ({self.script} is missing): the "
-                                 f"command line works, the OBS filter does not")
-        if self.model["default_model"]:
-            record["model"] = self.model["default_model"]
+        """environment.json for the OBS script (written by the environment's own Python, which knows its
+        site-packages), and `obs-rvm` on the PATH."""
         path = environment_file()
         existed = path.exists()
         if existed:
             self.tx.replaced(path)
-        if write_environment(record):
-            if not existed:
-                self.tx.created(path)
-            say("Wiring", f"{path}: {'updated' if existed else 'written'}")
-        else:
-            say("Wiring", f"{path}: up to date")
+        python = self.venv / "bin" / "python"
+        out = subprocess.run([str(python), "-m", "obs_rvm.environment", self.model["default_model"] or ""],
+                             capture_output=True, text=True, env=pyenv.child_env())
+        if out.returncode != 0:
+            lines = out.stderr.strip().splitlines()
+            raise SetupError(f"could not write {path}: {lines[-1] if lines else out.returncode}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        if not existed:
+            self.tx.created(path)
+        say("Wiring", f"{path}: {('updated' if existed else 'written') if result['changed'] else 'up to date'}")
+        if "script" not in result["record"]:
+            self.warnings.append(f"this version of obs-rvm has no OBS script ({self.script} is missing): the "
+                                 f"command line works, the OBS filter does not")
         self._link()
 
     def _link(self) -> None:
