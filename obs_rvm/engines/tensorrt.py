@@ -127,7 +127,7 @@ def _trt_logger(trt):
             def log(self, level, message) -> None:
                 if level in (severity.INTERNAL_ERROR, severity.ERROR):
                     self.errors = [*self.errors[-9:], message]
-                    log.error("TensorRT: %s", message)
+                    log.warning("TensorRT: %s", message)  # the BackendError that follows is the error
                 elif level == severity.WARNING:
                     log.info("TensorRT: %s", message)
                 else:
@@ -437,10 +437,13 @@ class TensorRTEngine(Engine):
             self._ctx.detach()
 
     def _free(self) -> None:
-        """Release device memory and TensorRT objects; the context must be current. Pinned host buffers are left
-        to the garbage collector: the caller may still hold the last output frame."""
+        """Release device memory, CUDA objects and TensorRT objects while the context is current. The caller may
+        still hold the last output frame: its pinned buffer is freed when that reference goes."""
         for allocation in self._allocations:
             allocation.free()
         self._allocations = []
         self._context = self._engine = None
         self._uploaded = {}
+        self._host = {}
+        self._stream = None
+        self._events = []

@@ -68,7 +68,7 @@ def unpack(data: bytes, fields: Mapping[str, object]) -> bytes:
     pos += _PAYLOAD.size
     digest, payload = data[pos:pos + 32], data[pos + 32:]
     if len(payload) != length:
-        raise CorruptEntry(f"truncated: {len(payload)} of {length} bytes")
+        raise CorruptEntry(f"payload is {len(payload)} bytes, expected {length}")
     if hashlib.sha256(payload).digest() != digest:
         raise CorruptEntry("checksum mismatch")
     return payload
