@@ -14,7 +14,6 @@ import sys
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import ASTRONAUT
 
 from obs_rvm.engines import Candidate, plan
 from obs_rvm.engines.gpu import DRIVER_LIBRARY, GpuInfo, find_gpu
@@ -23,6 +22,8 @@ from obs_rvm.errors import BackendError
 from obs_rvm.graph import GraphSpec, Variant, prepare
 from obs_rvm.matting import MattingSession, SessionOptions, auto_downsample_ratio
 from obs_rvm.models import resolve_model
+
+from paths import ASTRONAUT
 
 
 def _installed(package: str) -> bool:

@@ -9,12 +9,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import CLIPS
 from onnx import TensorProto, numpy_helper
 
 from obs_rvm.fp16 import ancestors
 from obs_rvm.graph import STATE_INPUTS, STATE_OUTPUTS, GraphSpec, Variant, prepare
 from obs_rvm.models import resolve_model
+
+from paths import CLIPS
 
 
 def _session(path) -> ort.InferenceSession:

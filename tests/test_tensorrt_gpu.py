@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 import pytest
-from conftest import CLIPS
 
 from obs_rvm.backgrounds import Blur, Color
 from obs_rvm.engines.onnxruntime import OnnxRuntimeEngine
@@ -21,6 +20,8 @@ from obs_rvm.engines.trt_cache import EngineCache
 from obs_rvm.graph import BACKGROUND, GraphSpec, PreparedGraph, Variant, prepare
 from obs_rvm.matting import MattingSession, SessionOptions
 from obs_rvm.models import resolve_model
+
+from paths import CLIPS
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(bool(availability()[1]),
                                                   reason="TensorRT cannot run here: " + "; ".join(availability()[1]))]
