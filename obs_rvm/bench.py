@@ -10,12 +10,14 @@ import multiprocessing
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .backgrounds import cover, read_image_rgb
+from .errors import BackendError
 from .matting import MattingSession, SessionOptions
 
 SAMPLE = Path(__file__).with_name("data") / "astronaut.png"
@@ -103,6 +105,57 @@ def throughput(options: SessionOptions, width: int, height: int, frames: int) ->
                               1000 * statistics.median(bare_times), 1000 * statistics.median(pipe_times))
     session.close()
     return result
+
+
+@dataclass
+class GpuStages:
+    """Median per-frame GPU time of each stage (CUDA events) and the wall time of the whole process() call."""
+
+    size: tuple[int, int]
+    ratio: float
+    backend: str
+    upload_ms: float
+    infer_ms: float
+    download_ms: float
+    wall_ms: float
+
+    @property
+    def gpu_ms(self) -> float:
+        return self.upload_ms + self.infer_ms + self.download_ms
+
+    def line(self) -> str:
+        w, h = self.size
+        return (f"{w}x{h} ratio {self.ratio:g}: upload {self.upload_ms:.2f} ms, inference+composite "
+                f"{self.infer_ms:.2f} ms, download {self.download_ms:.2f} ms = GPU step {self.gpu_ms:.2f} ms; "
+                f"process() {self.wall_ms:.2f} ms wall ({1000 / self.wall_ms:.0f} fps) [{self.backend}]")
+
+
+def gpu_stages(options: SessionOptions, width: int, height: int, frames: int,
+               on_status: Callable[[str], None] | None = None) -> GpuStages:
+    """Per-stage GPU times of the TensorRT engine: upload, inference + compositing, download (medians)."""
+    from .engines.tensorrt import TensorRTEngine
+
+    frame = sample_frame(height, width)
+    session = MattingSession(options, on_status=on_status)
+    try:
+        for _ in range(10):  # builds or loads the engine, then warms up clocks and caches
+            session.process(frame, 0.0)
+        engine = session.engine
+        if not isinstance(engine, TensorRTEngine):
+            raise BackendError(f"per-stage GPU timing needs the tensorrt backend, not {session.status.backend}")
+        stages: dict[str, list[float]] = {"upload": [], "infer": [], "download": []}
+        walls = []
+        for i in range(frames):
+            t0 = time.perf_counter()
+            session.process(frame, i / 30)
+            walls.append(time.perf_counter() - t0)
+            for name, ms in engine.stage_ms().items():
+                stages[name].append(ms)
+        median = {name: statistics.median(values) for name, values in stages.items()}
+        return GpuStages((width, height), session.status.downsample_ratio or 0.0, session.status.backend,
+                         median["upload"], median["infer"], median["download"], 1000 * statistics.median(walls))
+    finally:
+        session.close()
 
 
 def _rss_worker(options: SessionOptions, width: int, height: int, frames: int, checkpoint: int, queue) -> None:

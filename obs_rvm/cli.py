@@ -65,7 +65,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_mode: str = "b
     g.add_argument("--downsample", type=parse_ratio, default=None, metavar="R",
                    help="RVM downsample ratio in (0, 1], or auto (default: from the resolution)")
     g.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="auto: TensorRT if possible, else onnxruntime (CUDA, then CPU)")
+                   help="auto: TensorRT if possible, else onnxruntime (CUDA, then CPU); tensorrt: GPU or an error")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for onnxruntime")
     g.add_argument("--fp32", dest="fp16", action="store_false", help="TensorRT: build in FP32 instead of FP16")
 
@@ -98,6 +98,18 @@ def _download_bar():
     return progress
 
 
+def _status_printer(quiet: bool = False):
+    """Session status lines (model preparation, TensorRT engine builds) on stderr; may be called from any thread."""
+
+    from tqdm import tqdm
+
+    def show(message: str) -> None:
+        if not quiet:
+            tqdm.write(f"obs-rvm: {message}", file=sys.stderr)  # above any progress bar, not through it
+
+    return show
+
+
 def _describe(session) -> str:
     status = session.status
     notes = f" [{'; '.join(status.notes)}]" if status.notes else ""
@@ -113,7 +125,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     options = session_options(args)
     source = open_source(args.input)
-    session = MattingSession(options, download_progress=_download_bar())
+    session = MattingSession(options, download_progress=_download_bar(), on_status=_status_printer(args.quiet))
     sink = open_sink(args.output, source.fps, source.size, output_has_alpha(session),
                      None if args.no_audio else source.audio_path)
     if getattr(sink, "warning", None):
@@ -139,7 +151,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else default_output()
     options = session_options(args)
     sheet, session = contact_sheet(options, Path(args.input) if args.input else None,
-                                   on_mode=lambda mode: print(f"keying: {mode}", file=sys.stderr))
+                                   on_mode=lambda mode: print(f"keying: {mode}", file=sys.stderr),
+                                   on_status=_status_printer())
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise InputError(f"cannot write {out}: check the folder exists and is writable")
@@ -149,14 +162,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import peak_rss, process_vs_pipeline, throughput
+    from .bench import gpu_stages, peak_rss, process_vs_pipeline, throughput
+    from .engines import plan
 
     options = session_options(args)
-    print(f"obs-rvm bench: background {options.background.mode}, {args.frames} frames per size, bare model and "
-          f"pipeline alternating frame by frame")
-    for size in args.sizes:
-        w, h = size
-        print(throughput(options, w, h, args.frames).line(), flush=True)
+    if options.backend == "tensorrt":
+        plan(options.backend, options.fp16)  # fail before printing anything if TensorRT cannot run here
+        args.sizes = args.sizes or [(1280, 720), (1920, 1080)]
+        print(f"obs-rvm bench: TensorRT, background {options.background.mode}, {args.frames} frames per size, "
+              f"median GPU time per stage (CUDA events); targets at 1920x1080 on an RTX 2060 Super class GPU: "
+              f"inference+composite <= 4 ms, GPU step <= 8 ms")
+        for w, h in args.sizes:
+            print(gpu_stages(options, w, h, args.frames, on_status=_status_printer()).line(), flush=True)
+    else:
+        args.sizes = args.sizes or [(640, 480), (1280, 720)]
+        print(f"obs-rvm bench: background {options.background.mode}, {args.frames} frames per size, bare model "
+              f"and pipeline alternating frame by frame")
+        for w, h in args.sizes:
+            print(throughput(options, w, h, args.frames).line(), flush=True)
     if args.clip:
         print(process_vs_pipeline(options, args.clip, args.frames), flush=True)
     if args.rss_frames:
@@ -231,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="throughput of the bare model vs the whole pipeline, and memory")
-    p.add_argument("--sizes", type=parse_size, nargs="+", default=[(640, 480), (1280, 720)], metavar="WxH")
+    p = sub.add_parser("bench", help="throughput of the bare model vs the whole pipeline (TensorRT: GPU time per "
+                                     "stage), and memory")
+    p.add_argument("--sizes", type=parse_size, nargs="+", default=None, metavar="WxH",
+                   help="frame sizes (default 640x480 1280x720; with --backend tensorrt 1280x720 1920x1080)")
     p.add_argument("--frames", type=int, default=60, help="timed frames per size (default 60)")
     p.add_argument("--rss-frames", type=int, default=500, help="frames for the memory check (0 skips it)")
     p.add_argument("--clip", metavar="VIDEO", help="also time `obs-rvm process` on this clip vs the pipeline alone")
