@@ -224,6 +224,18 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_engine(args: argparse.Namespace) -> int:
+    from .engines.prebuild import EXIT_NO_GPU, VARIANTS, prebuild, unavailable
+
+    reasons = unavailable()
+    if reasons:
+        print(f"obs-rvm: no TensorRT engine to build here: {'; '.join(reasons)}", file=sys.stderr)
+        return EXIT_NO_GPU
+    prebuild(args.size, model=args.model, variants=args.background or VARIANTS, fp16=args.fp16,
+             ratio=args.downsample, say=lambda m: print(m, flush=True))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import main as doctor
 
@@ -263,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", metavar="VIDEO", help="also time `obs-rvm process` on this clip vs the pipeline alone")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("engine", help="pre-build TensorRT engines so the filter starts instantly at these sizes")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--size", type=parse_size, nargs="+", action="extend", required=True, metavar="WxH",
+                   help="frame sizes, e.g. --size 1280x720 --size 1920x1080")
+    p.add_argument("--model", metavar="NAME|PATH", help="catalog model or .onnx file (default: the default model)")
+    p.add_argument("--background", choices=("transparent", "replace", "blur"), nargs="+", action="extend",
+                   help="graph variants to build (default: all three)")
+    p.add_argument("--downsample", type=parse_ratio, default=None, metavar="R",
+                   help="RVM downsample ratio (default: auto, as the GPU picks it)")
+    p.add_argument("--fp32", dest="fp16", action="store_false", help="build FP32 engines instead of FP16")
+    p.set_defaults(func=cmd_engine)
 
     p = sub.add_parser("doctor", help="check OBS, its Python, the environment, GPU, model and virtual camera")
     p.set_defaults(func=cmd_doctor)

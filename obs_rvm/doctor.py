@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import re
 import sys
@@ -226,6 +227,7 @@ def render(checks: list[Check]) -> str:
 
 
 def main() -> int:
+    logging.getLogger("obs_rvm").setLevel(logging.ERROR)  # backend notes appear as the Backend line, not as log noise
     checks = run_checks()
     print(render(checks))
     return 1 if any(c.status == FAIL for c in checks) else 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -227,6 +228,24 @@ def test_unreadable_collection_is_reported_and_left_alone(tmp_path):
     with pytest.raises(SetupError, match="not valid JSON.*\\.bak"):
         scenes.add_script(file, tmp_path / "obs_script.py", ours)
     assert file.read_text() == '{"modules": {"scripts-tool": [' and scenes.backups(file) == []
+
+
+# -- the engine pre-build the installer runs with a GPU -----------------------------------------------------------
+
+
+def test_engine_build_without_a_gpu_exits_3_with_the_reason():
+    """The installer's contract with `obs-rvm engine build`: exit code 3 and a last line saying why means "no GPU
+    engine to build here" (skip), anything else non-zero is a failed build."""
+    from obs_rvm.engines.prebuild import EXIT_NO_GPU, unavailable
+
+    if not unavailable():
+        pytest.skip("TensorRT can run here: test_tensorrt_gpu.py covers building engines")
+    result = subprocess.run([sys.executable, "-m", "obs_rvm.cli", "engine", "build", "--size", "1280x720", "--size",
+                             "1920x1080"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == EXIT_NO_GPU == 3
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("obs-rvm: no TensorRT engine to build here: ") and "Traceback" not in result.stderr
+    assert any(reason in last for reason in unavailable())
 
 
 # -- the virtual camera ------------------------------------------------------------------------------------------
