@@ -9,7 +9,7 @@
       1. pick the Python version your OBS release loads (-PythonVersion, else from obs64.exe's version);
       2. create a virtual environment with it in %LOCALAPPDATA%\obs-rvm\obs-rvm\venv and pip install obs-rvm;
       3. put the model in place (official download, or -Model PATH) and write
-         %USERPROFILE%\.config\obs-rvm\environment.json, which the OBS script reads;
+         %APPDATA%\obs-rvm\environment.json, which the OBS script reads;
       4. print what to set in OBS (Tools > Scripts > Python Settings) and the script to add.
     Run it again at any time: it reuses what is already there.
 

@@ -30,7 +30,10 @@ FILE_NAME = "environment.json"
 
 
 def config_dir() -> Path:
-    """$XDG_CONFIG_HOME/obs-rvm, else ~/.config/obs-rvm (what platformdirs.user_config_dir gives on Linux)."""
+    """$XDG_CONFIG_HOME/obs-rvm, else ~/.config/obs-rvm (what platformdirs.user_config_dir gives on Linux);
+    %APPDATA%\\obs-rvm on Windows. The OBS script computes the same path on its own."""
+    if os.name == "nt":
+        return Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming") / APP
     base = os.environ.get("XDG_CONFIG_HOME", "").strip()
     return (Path(base) if base else Path.home() / ".config") / APP
 

@@ -152,6 +152,23 @@ def test_installed_packages_work_the_way_obs_loads_them(installed):
     assert int(rest[5]) == int(expected.sum(dtype=np.int64)), "same pixels as this checkout computes"
 
 
+def test_obs_script_finds_the_installed_environment(installed):
+    """The contract with obs_rvm/obs_script.py: run the installed script file the way OBS does (its own Python, no
+    environment variables but HOME) and it picks environment.json and this site-packages."""
+    if not installed.script.is_file():
+        pytest.skip("obs_rvm/obs_script.py is not in this version (it lands with the obs-filter work)")
+    code = ("import runpy, sys\n"
+            "g = runpy.run_path(sys.argv[1])\n"
+            "print(g['ENVIRONMENT'].origin)\n"
+            "print(*g['ENVIRONMENT'].site_packages, sep='\\n')\n")
+    result = subprocess.run([f"/usr/bin/python{installed.python_version}", "-s", "-c", code, str(installed.script)],
+                            capture_output=True, text=True, timeout=120,
+                            env={"HOME": str(installed.home), "PATH": os.environ["PATH"]})
+    assert result.returncode == 0, result.stderr
+    origin, *site_packages = result.stdout.split("\n")[:2]
+    assert origin == str(installed.envfile) and site_packages == [str(installed.site)]
+
+
 def test_second_run_changes_nothing(installed):
     before = snapshot(installed.home)
     again = install(installed.home, "--model", str(MODEL))
