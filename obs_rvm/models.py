@@ -2,8 +2,9 @@
 
 Users name a model from the catalog (downloaded once from the official RVM release, checked by size and sha256)
 or give a path. `OBS_RVM_MODEL` (a file) replaces every catalog name: tests and offline machines use it. A model
-file given to the installer (environment.json "model") replaces the default model only, so OBS started from the
-desktop, without OBS_RVM_MODEL, uses it too.
+file given to the installer (environment.json "model") replaces the default model (no name, or the default's
+name; other catalog names still mean their own asset), so OBS started from the desktop, without OBS_RVM_MODEL,
+uses it too.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def resolve_model(spec: str | None = None, *, download: bool = True, progress: P
     override = os.environ.get("OBS_RVM_MODEL")
     if override:
         return _local_file(Path(override).expanduser(), name=Path(override).name, origin="OBS_RVM_MODEL")
-    installed = installed_model() if spec is None else None
+    installed = installed_model() if spec in (None, default_model_name()) else None
     if installed:
         return _local_file(installed, name=installed.name, origin=f"the default model set in {environment_file()}: "
                            f"re-run installer/install.sh")

@@ -62,7 +62,7 @@ def test_is_our_script_matches_only_installer_environments(home):
 # -- environment.json and the model it names ---------------------------------------------------------------------
 
 
-def test_installer_model_replaces_only_the_default_model(home, monkeypatch):
+def test_installer_model_replaces_the_default_model(home, monkeypatch):
     monkeypatch.delenv("OBS_RVM_MODEL", raising=False)
     monkeypatch.setenv("OBS_RVM_MODEL_DIR", str(home / "empty-models"))
     with pytest.raises(ModelError, match="not downloaded yet"):
@@ -70,8 +70,9 @@ def test_installer_model_replaces_only_the_default_model(home, monkeypatch):
     assert write_environment({"site_packages": [], "model": str(MODEL)})
     assert not write_environment({"site_packages": [], "model": str(MODEL)}), "unchanged content is not rewritten"
     assert resolve_model(None, download=False).path == MODEL
+    assert resolve_model("mobilenetv3", download=False).path == MODEL  # the default, as the OBS filter names it
     with pytest.raises(ModelError, match="not downloaded yet"):
-        resolve_model("mobilenetv3", download=False)  # an explicit catalog name means that asset
+        resolve_model("resnet50", download=False)  # another catalog name means that asset
     write_environment({"site_packages": [], "model": str(home / "gone.onnx")})
     with pytest.raises(ModelError, match=r"gone\.onnx.*environment\.json.*install\.sh"):
         resolve_model(None, download=False)

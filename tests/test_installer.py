@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -240,6 +241,41 @@ def test_doctor_names_the_fix_for_each_broken_part(installed, tmp_path):
     assert fix.startswith(str(SRC / "installer" / "install.sh"))
     status, message, fix = checks["Model"]
     assert status == "FAIL" and "deleted.onnx" in message and "install.sh" in fix
+
+
+@pytest.mark.obs
+def test_filter_runs_from_the_installed_layout(installed, tmp_path):
+    """End to end: real OBS loads the installed obs_script.py with nothing but the installer's environment.json
+    (no test environment, no OBS_RVM_MODEL), and the filter keys a picture with the installer's model exactly as
+    this checkout's pipeline does."""
+    harness = pytest.importorskip("obs_harness", reason="the OBS harness lands with the obs-filter work")
+    if not installed.script.is_file() or shutil.which("Xvfb") is None:
+        pytest.skip("needs obs_rvm/obs_script.py in the installed package and Xvfb")
+    from obs_rvm.obs.settings import rgb_to_obs_color
+
+    from paths import ASTRONAUT
+
+    blue = rgb_to_obs_color((0, 0, 255))
+    config = harness.ObsConfig(
+        script=installed.script, environment_json=json.loads(installed.envfile.read_text()),
+        inputs=[harness.image_input("Person", ASTRONAUT, [harness.ai_filter("AI", background="color", color=blue)])],
+        env={"OBS_RVM_MODEL": ""})  # the test process's own model override must not reach OBS
+    frame = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGBA)
+    session = MattingSession(harness.filter_settings(background="color", color=blue).session_options())
+    for i in range(40):  # RVM's recurrent state settles on a still picture
+        expected = session.process(frame, i / 30).copy()
+
+    def close_to_expected() -> np.ndarray | None:
+        shot = o.screenshot("Person")
+        diff = np.abs(shot.astype(np.int16) - expected) if shot.shape == expected.shape else None
+        return shot if diff is not None and diff.mean() <= 3 and (diff > 40).mean() <= 0.01 else None
+
+    with harness.Obs(config, tmp_path / "obs") as o:
+        o.wait_log(r"AI Background filter registered", timeout=120)
+        o.wait_for(close_to_expected, 180, "the filter's output matching the pipeline's")
+        log = o.log_text()
+    assert "AI Background is not available" not in log
+    assert o.returncode == 0
 
 
 # -- bad cases: each a clear message, a non-zero exit, and nothing left behind -----------------------------------
