@@ -171,8 +171,10 @@ class Installer:
         ok, reason = pyenv.pip_install(self.venv, f"{self.src}[gpu]" if self.gpu else str(self.src))
         installed = extra
         if not ok and self.gpu:
-            self.warnings.append(f"the NVIDIA GPU packages could not be installed ({reason}): installed CPU-only. "
-                                 f"Fix that and run this again; `obs-rvm doctor` shows what is missing")
+            hint = (" (pycuda is built from source and needs the CUDA toolkit's headers: sudo apt-get install "
+                    "nvidia-cuda-toolkit)" if "pycuda" in reason.lower() else "")
+            self.warnings.append(f"the NVIDIA GPU packages could not be installed ({reason}){hint}: installed "
+                                 f"CPU-only. Fix that and run this again; `obs-rvm doctor` shows what is missing")
             say("Packages", "the GPU packages failed: installing CPU-only instead")
             ok, reason = pyenv.pip_install(self.venv, str(self.src))
             installed = "cpu (the GPU packages failed)"
@@ -186,6 +188,8 @@ class Installer:
         # A CPU fallback gets no stamp: the next run tries the GPU packages again.
         self.state.update(stamp=stamp if installed == extra else None, extra=installed)
         say("Packages", f"obs-rvm {__version__} installed ({installed})")
+        if obs.running_obs():
+            self.warnings.append("OBS is running with the previous packages loaded: restart it to use these")
 
     def _model(self) -> dict:
         spec = self.args.model or os.environ.get("OBS_RVM_MODEL") or None
