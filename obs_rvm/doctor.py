@@ -120,8 +120,8 @@ def check_environment(obs_python: str | None) -> Iterator[Check]:
     if loading:
         yield Check(OK, "OBS script", f"loaded by scene collection {', '.join(repr(n) for n in loading)}")
     else:
-        yield Check(WARN, "OBS script", f"not in any scene collection: in OBS, Tools > Scripts > + and pick {script}",
-                    f"or close OBS and run {fix.split(' (')[0]} --add-to-obs")
+        yield Check(WARN, "OBS script", f"{script} is not loaded by any scene collection yet",
+                    f"in OBS: Tools > Scripts > + and pick it, or close OBS and run {fix.split(' (')[0]} --add-to-obs")
 
 
 def check_packages() -> Iterator[Check]:
