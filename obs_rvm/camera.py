@@ -278,8 +278,12 @@ class _Output:
                 f"p95")
 
 
-def run_camera(config: CameraConfig, options: SessionOptions, log: Callable[[str], None] = print) -> CameraResult:
-    """Run until the input ends, `config.duration` passes, or Ctrl-C (or SIGTERM); then commit the output."""
+def run_camera(config: CameraConfig, options: SessionOptions, log: Callable[[str], None] = print,
+               sink: Sink | None = None) -> CameraResult:
+    """Run until the input ends, `config.duration` passes, or Ctrl-C (or SIGTERM); then commit the output.
+
+    `sink` replaces opening `config.output` (the benchmark feeds the loopback writer /dev/null).
+    """
     capture = open_capture(config.input, config.size, config.fps, mirror=config.mirror, loop=config.loop,
                            input_format=config.input_format)
     try:
@@ -287,7 +291,7 @@ def run_camera(config: CameraConfig, options: SessionOptions, log: Callable[[str
         if is_device(config.input) and capture.native != capture.size:  # the camera does not offer that size
             log(f"note: {capture.name} delivers {capture.native[0]}x{capture.native[1]}; scaling to "
                 f"{capture.size[0]}x{capture.size[1]}")
-        sink = open_output(config.output, capture.size, fps, options.background.variant)
+        sink = sink or open_output(config.output, capture.size, fps, options.background.variant)
     except BaseException:
         capture.close()
         raise

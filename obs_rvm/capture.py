@@ -7,6 +7,8 @@ can be tested (and recorded from) without a camera.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -88,7 +90,8 @@ class CameraCapture(Capture):
                               f"{v4l2.describe(cameras)}")
         if hasattr(cv2.utils, "logging"):
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our messages say it better
-        cap = cv2.VideoCapture(path, cv2.CAP_V4L2)
+        node = re.fullmatch(r"/dev/video(\d+)", os.path.realpath(path))  # by-id links too; OpenCV prefers indexes
+        cap = cv2.VideoCapture(int(node.group(1)) if node else path, cv2.CAP_V4L2)
         if not cap.isOpened():
             raise DeviceError(f"cannot open camera {info.label()}: it is busy (another program is using it?)")
         cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*INPUT_FORMATS[input_format]))
