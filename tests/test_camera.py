@@ -153,6 +153,30 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_recording(tmp_path: Path, sig: signa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv"]
 
 
+def test_a_failing_stage_stops_everything_with_a_clear_error(tmp_path: Path) -> None:
+    """The encoder dies mid-run: every stage stops, the partial file goes, one error line, exit code 1."""
+    out = tmp_path / "out.mkv"
+    proc = subprocess.Popen([sys.executable, "-m", "obs_rvm.cli", "camera", "-i", str(CLIP), "--loop", "-o",
+                             str(out), "-b", "color"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "Ctrl-C stops" not in (line := proc.stderr.readline()):
+            assert line and time.monotonic() < deadline, "the camera did not start"
+        time.sleep(2)
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        ffmpeg = [int(c) for c in children if "ffmpeg" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(ffmpeg) == 1
+        os.kill(ffmpeg[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"obs-rvm: error: ffmpeg stopped while writing {out}")
+    assert stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
