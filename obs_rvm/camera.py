@@ -1,10 +1,10 @@
 """`obs-rvm camera`: camera -> AI Background -> v4l2loopback (or a file), without OBS.
 
-Three stages in threads joined by single-slot hand-offs (LatestSlot): capture, inference + compositing, output.
-A stage that is slower than the one before it makes that one drop frames instead of queueing them, so the delay
-from capture to output stays bounded by about one frame of each stage. The output runs on its own clock at the
-chosen frame rate and repeats the newest keyed frame while inference catches up, as a camera would: readers and
-recordings get a steady frame rate whatever the inference speed.
+Three stages in threads joined by single-slot hand-offs (LatestSlot): capture and inference + compositing (live.py),
+and the output here. A stage that is slower than the one before it makes that one drop frames instead of queueing
+them, so the delay from capture to output stays bounded by about one frame of each stage. The output runs on its
+own clock at the chosen frame rate and repeats the newest keyed frame while inference catches up, as a camera
+would: readers and recordings get a steady frame rate whatever the inference speed.
 """
 
 from __future__ import annotations
@@ -19,113 +19,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from .capture import Capture, Frame, is_device, open_capture
+from .capture import is_device, open_capture
 from .errors import DeviceError, InputError
 from .graph import Variant
+from .live import FrameRecord, Keyed, LivePipeline
 from .matting import MattingSession, SessionOptions
 from .paths import atomic_write
 from .process import _Worker
-from .slot import LatestSlot
 from .video_io import Sink, open_sink
 
 REPORT_EVERY = 100
 """--benchmark prints a line every this many output frames."""
-
-
-@dataclass
-class FrameRecord:
-    """The life of one keyed frame: which input it was, and when it was captured, keyed and first written."""
-
-    seq: int
-    index: int
-    source_index: int
-    capture_t: float
-    keyed_t: float
-    infer_s: float
-    first_write_t: float | None = None
-    writes: int = 0
-    first_output: int | None = None
-    """Number of the first output frame that showed it (output frames count from 0)."""
-
-    @property
-    def latency_s(self) -> float | None:
-        return None if self.first_write_t is None else self.first_write_t - self.capture_t
-
-
-@dataclass
-class Keyed:
-    record: FrameRecord
-    rgba: np.ndarray
-
-
-class LivePipeline:
-    """The capture and inference stages; the caller is the third stage and takes results from `keyed`."""
-
-    def __init__(self, capture: Capture, session: MattingSession) -> None:
-        self.capture, self.session = capture, session
-        self.frames: LatestSlot[Frame] = LatestSlot()
-        self.keyed: LatestSlot[Keyed] = LatestSlot()
-        self.stop = threading.Event()
-        self.records: list[FrameRecord] = []
-        self.decode_s: list[float] = []
-        self.t0 = time.monotonic()
-        self.workers: list[_Worker] = []
-
-    def warm_up(self) -> None:
-        """Prepare the model for the frame size before the clock starts (the first run can take seconds), then
-        forget the state of the blank frame."""
-        w, h = self.capture.size
-        self.session.process(np.zeros((h, w, 4), np.uint8), 0.0)
-        self.session.reset()
-
-    def start(self) -> None:
-        self.t0 = time.monotonic()
-        self.workers = [_Worker(self._capture, "obs-rvm-capture"), _Worker(self._infer, "obs-rvm-infer")]
-        for worker in self.workers:
-            worker.start()
-
-    def _capture(self) -> None:
-        try:
-            while not self.stop.is_set():
-                frame = self.capture.read(self.stop)
-                if frame is None:
-                    return
-                self.decode_s.append(frame.decode_s)
-                self.frames.put(frame)
-        finally:
-            self.frames.close()
-
-    def _infer(self) -> None:
-        try:
-            while not self.stop.is_set():
-                frame = self.frames.take(timeout=0.1)
-                if frame is None:
-                    if self.frames.closed:
-                        return
-                    continue
-                start = time.perf_counter()
-                out = np.array(self.session.process(frame.rgba, frame.t - self.t0), copy=True)
-                record = FrameRecord(len(self.records), frame.index, frame.source_index, frame.t, time.monotonic(),
-                                     time.perf_counter() - start)
-                self.records.append(record)
-                self.keyed.put(Keyed(record, out))
-        finally:
-            self.keyed.close()
-
-    def check(self) -> None:
-        """Re-raise the first stage failure (capture before inference: an unplugged camera explains the rest)."""
-        for worker in self.workers:
-            worker.check()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.frames.close()
-        self.keyed.close()
-        for worker in self.workers:
-            worker.join(timeout=10)
-        self.capture.close()
+CATCH_UP_S = 1.0
+"""An output clock that fell behind (a busy machine) makes up missed ticks up to this far back, so a recording
+keeps real time; beyond it the missed ticks are skipped."""
 
 
 @dataclass
@@ -158,7 +65,9 @@ class CameraResult:
     dropped: int = 0
     """Captured frames replaced by a newer one before inference took them."""
     late_ticks: int = 0
-    """Output ticks that came more than a frame late (the machine was too busy); they are skipped, not bunched."""
+    """Output ticks written late because the machine was busy (made up at once)."""
+    skipped_ticks: int = 0
+    """Output ticks given up after falling more than CATCH_UP_S behind."""
 
     @property
     def keyed(self) -> int:
@@ -181,7 +90,8 @@ class CameraResult:
                    f"{lat[-1]:.0f} ms max from capture to output" if lat else "nothing written")
         return (f"{self.written} frames to {self.output} at {self.output_fps:.1f} fps (target {self.fps:g}); keyed "
                 f"{self.keyed} of {self.captured} captured frames ({self.keyed_fps:.1f} fps, {self.dropped} dropped "
-                f"before inference); {latency}")
+                f"before inference); {latency}" + (f"; {self.late_ticks} output ticks late, {self.skipped_ticks} "
+                                                   f"skipped (busy machine)" if self.late_ticks else ""))
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:
@@ -208,6 +118,7 @@ class _Output:
         self.report = report
         self.written = 0
         self.late_ticks = 0
+        self.skipped_ticks = 0
         self.write_s: list[float] = []
         self.first_write: float | None = None
         self.last_write: float | None = None
@@ -238,9 +149,11 @@ class _Output:
                 break
             now = time.monotonic()
             due = (due or now) + self.period
-            if now > due + self.period:
+            if now - due > CATCH_UP_S:  # hopelessly behind: restart the clock rather than burst
+                self.skipped_ticks += int((now - due) / self.period)
+                due = now
+            elif now > due:  # the next tick is late already: write it at once (a recording keeps real time)
                 self.late_ticks += 1
-                due = now + self.period
         stop.set()
 
     def _write(self, keyed: Keyed) -> None:
@@ -334,7 +247,7 @@ def run_camera(config: CameraConfig, options: SessionOptions, log: Callable[[str
     sink.commit()
     result = CameraResult(config.output, fps, end - pipeline.t0, len(pipeline.decode_s), output.written,
                           (output.last_write or 0) - (output.first_write or 0), pipeline.records,
-                          pipeline.frames.dropped, output.late_ticks)
+                          pipeline.frames.dropped, output.late_ticks, output.skipped_ticks)
     if config.frame_log:
         write_frame_log(config.frame_log, result, pipeline.t0)
     return result

@@ -1,6 +1,6 @@
 """`obs-rvm demo --camera`: the keyed camera in a window, with keys to switch the background.
 
-The capture and inference stages are the virtual camera's (camera.LivePipeline); the window is the third stage, on
+The capture and inference stages are the virtual camera's (live.LivePipeline); the window is the third stage, on
 the main thread because highgui wants it there. Image and video modes without --image/--video use the demo's drawn
 backdrops, so every key does something on a fresh install.
 """
@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from .backgrounds import MODES, BackgroundConfig
-from .camera import LivePipeline
 from .capture import open_capture
 from .demo import checkerboard, sample_backdrop, write_backdrop_video
 from .errors import DeviceError
+from .live import LivePipeline
 from .matting import MattingSession, SessionOptions
 
 TITLE = "obs-rvm: AI Background (b: next background, 1-5: pick, m: mirror, q: quit)"

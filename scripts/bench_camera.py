@@ -68,8 +68,8 @@ def main() -> None:
               f"inference thread busy {result.keyed_fps * infer / 10:.0f}% of the time; "
               f"latency capture->written {statistics.median(lat):.0f} ms median, {lat[int(0.95 * len(lat))]:.0f} "
               f"ms p95, {lat[-1]:.0f} ms max; output {result.output_fps:.2f} fps (target {result.fps:g}), "
-              f"{result.late_ticks} late ticks; {result.dropped} of {result.captured} frames dropped before "
-              f"inference", flush=True)
+              f"{result.late_ticks} ticks late, {result.skipped_ticks} skipped; {result.dropped} of "
+              f"{result.captured} frames dropped before inference", flush=True)
     print(f"camera keyed fps / bench pipeline fps, median of {args.rounds} rounds: {statistics.median(ratios):.2f}")
 
 
