@@ -218,3 +218,5 @@ def test_missing_loopback_device_is_a_clear_error() -> None:
     assert "a virtual camera has no transparency" in line
     line = error_line(cli("camera", "-i", str(CLIP), "-o", "/dev/video98", "-W", "641", "-H", "480"))
     assert line == "obs-rvm: error: YUYV needs an even width, got 641: pass -W 642 (or -W 640)"
+    line = error_line(cli("camera", "-i", str(CLIP), "-o", "/dev/video98", "-W", "640"))
+    assert line == "obs-rvm: error: give both -W and -H, or neither (the camera's own size)"
