@@ -18,7 +18,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import CLIPS, REPO
 
 from obs_rvm.backgrounds import BackgroundConfig, cover
 from obs_rvm.camera import CameraConfig, read_frame_log, run_camera
@@ -26,6 +25,8 @@ from obs_rvm.cli import main
 from obs_rvm.matting import SessionOptions
 from obs_rvm.v4l2 import LoopbackSink
 from obs_rvm.video_io import open_source
+
+from paths import CLIPS, REPO
 
 CLIP = CLIPS / "again.mkv"  # 640x480, 30 fps
 COLOR = SessionOptions(background=BackgroundConfig("color", color=(0, 177, 64)))

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLIPS, REPO
 
 from obs_rvm.preview import render
+
+from paths import CLIPS, REPO
 
 LONG_CLIP = CLIPS / "one-by-one-person-detection.mp4"  # 139 s: plenty of time to press keys
 
