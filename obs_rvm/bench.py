@@ -31,6 +31,8 @@ class BareModel:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Same threading as the pipeline's engine: a spinning pool would steal the cores from the other session.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
@@ -161,6 +162,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_camera(args: argparse.Namespace) -> int:
+    from .camera import CameraConfig, run_camera
+
+    if (args.width is None) != (args.height is None):
+        raise InputError("give both -W and -H, or neither (the camera's own size)")
+    config = CameraConfig(args.input, args.output, (args.width, args.height) if args.width else None, args.fps,
+                          args.mirror, args.loop, args.duration, args.benchmark,
+                          Path(args.frame_log) if args.frame_log else None, args.input_format)
+    result = run_camera(config, session_options(args), log=lambda line: print(f"obs-rvm: {line}", file=sys.stderr))
+    print(result.summary())
+    return 0
+
+
+def positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got '{text}'")
+        return value
+
+    return parse
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import gpu_stages, peak_rss, process_vs_pipeline, throughput
     from .engines import plan
@@ -265,6 +292,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live window from a camera instead (default /dev/video0)")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("camera", help="camera -> AI Background -> virtual camera (v4l2loopback) or a file")
+    p.add_argument("-i", "--input", required=True, metavar="DEVICE|FILE",
+                   help="camera (/dev/video0, or 0), or a video file played in real time (for tests and demos)")
+    p.add_argument("-o", "--output", required=True, metavar="DEVICE|FILE",
+                   help="v4l2loopback device (/dev/video10), or a video file / image pattern to record to")
+    p.add_argument("-W", "--width", type=positive(int), help="frame width (default: the camera's)")
+    p.add_argument("-H", "--height", type=positive(int), help="frame height (default: the camera's)")
+    p.add_argument("--fps", type=positive(float), help="output frame rate (default: the input's)")
+    p.add_argument("--mirror", action="store_true", help="flip left-right, like a selfie view")
+    p.add_argument("--input-format", choices=["auto", "mjpeg", "yuyv"], default="auto",
+                   help="camera pixel format (auto: MJPEG if the camera offers it, else YUYV)")
+    p.add_argument("--loop", action="store_true", help="loop a file input")
+    p.add_argument("--duration", type=positive(float), metavar="SECONDS", help="stop after this much output")
+    p.add_argument("--benchmark", action="store_true",
+                   help="print per-stage timings every 100 frames")
+    p.add_argument("--frame-log", metavar="CSV", help="write which input frame each keyed frame was, and timings")
+    add_pipeline_options(p)
+    p.set_defaults(func=cmd_camera)
 
     p = sub.add_parser("bench", help="throughput of the bare model vs the whole pipeline (TensorRT: GPU time per "
                                      "stage), and memory")

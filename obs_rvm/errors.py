@@ -19,3 +19,7 @@ class InputError(ObsRvmError):
 
 class BackendError(ObsRvmError):
     """The requested inference backend cannot run here."""
+
+
+class DeviceError(ObsRvmError):
+    """A camera, virtual camera or display is missing, busy, or not the kind of device asked for."""
