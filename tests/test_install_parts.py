@@ -256,7 +256,7 @@ def test_virtual_camera_advice_names_the_exact_command():
     assert Loopback(loaded=False, available=False).fix().startswith("sudo apt-get install v4l2loopback-dkms")
     assert Loopback(loaded=False, available=False).fix().endswith(MODPROBE)
     assert Loopback(loaded=False, available=True).fix() == MODPROBE
-    assert 'exclusive_caps=1 card_label="OBS Virtual Camera"' in MODPROBE
+    assert 'card_label="OBS Virtual Camera" exclusive_caps=1' in MODPROBE
     ready = Loopback(loaded=True, available=True, devices=["/dev/video10 (OBS Virtual Camera)"], exclusive_caps="Y")
     assert ready.fix() == "" and "/dev/video10" in ready.state()
     assert "modprobe -r v4l2loopback" in Loopback(loaded=True, available=True, exclusive_caps="N").fix()

@@ -220,7 +220,7 @@ def test_doctor_reports_the_installation(installed):
         assert checks["GPU"][0] == "--" and checks["Engines"][0] == "--"
     if not Path("/sys/module/v4l2loopback").exists():
         status, _, fix = checks["Camera"]
-        assert status == "warn" and 'exclusive_caps=1 card_label="OBS Virtual Camera"' in fix
+        assert status == "warn" and 'card_label="OBS Virtual Camera" exclusive_caps=1' in fix
     # The OBS script arrives with the obs-filter work; until then the doctor must say it is missing, and only that.
     failing = {topic for topic, (status, _, _) in checks.items() if status == "FAIL"}
     assert failing == (set() if installed.script.is_file() else {"OBS script"})
