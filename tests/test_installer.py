@@ -345,6 +345,19 @@ def test_no_network_for_pip_undoes_the_new_environment(tmp_path):
     assert {p.name for p in home.iterdir()} <= {".rustup"}, "venv, data and config folders all removed"
 
 
+def test_uninstall_leaves_obs_rvm_files_it_did_not_install(tmp_path):
+    """A user of a source checkout or pip has models and caches in the same folders: without an installation made
+    by the installer, --uninstall touches nothing."""
+    home = tmp_path / "home"
+    for path in (".local/share/obs-rvm/models/mine.onnx", ".cache/obs-rvm/graphs/g.onnx"):
+        (home / path).parent.mkdir(parents=True)
+        (home / path).write_bytes(b"not the installer's")
+    before = snapshot(home)
+    result = install(home, "--uninstall")
+    assert result.returncode == 0 and "Nothing to remove" in result.stdout
+    assert snapshot(home) == before
+
+
 # -- --add-to-obs and --uninstall on a scene collection saved by OBS ----------------------------------------------
 
 

@@ -18,8 +18,25 @@ from . import layout, obs, scenes
 from .transaction import read_state
 
 
+def _environment_file_is_ours() -> bool:
+    try:
+        return any(layout.data_dir() in Path(p).parents for p in read_environment().get("site_packages", []))
+    except SetupError:
+        return True  # a damaged record is the installer's to clean up
+
+
+def installed_here() -> bool:
+    """Whether the installer set obs-rvm up for this user. Without that, the data and cache folders belong to someone
+    using obs-rvm another way (a source checkout's .venv, pip) and are not the installer's to delete."""
+    return layout.state_file().exists() or layout.venv_dir().exists() or _environment_file_is_ours()
+
+
 def uninstall(say) -> int:
     print(f"obs-rvm {__version__}: uninstalling")
+    if not installed_here():
+        print("Nothing to remove: the installer has not set obs-rvm up for this user (no "
+              f"{layout.state_file()}, no {layout.venv_dir()}); other obs-rvm files were left alone.")
+        return 0
     state = read_state()
     affected = [c for c in obs.collections() if any(map(layout.is_our_script, scenes.script_paths(c)))]
     if affected and obs.running_obs():
@@ -33,11 +50,7 @@ def uninstall(say) -> int:
             say("OBS script", f"removed from scene collection '{file.stem}' (backup: {edit.backup})")
             done.append(file)
     env = environment_file()
-    try:
-        ours = any(layout.data_dir() in Path(p).parents for p in read_environment().get("site_packages", []))
-    except SetupError:
-        ours = True  # a damaged record is ours to clean up too
-    if env.exists() and ours:
+    if env.exists() and _environment_file_is_ours():
         env.unlink()
         with contextlib.suppress(OSError):
             env.parent.rmdir()
