@@ -179,6 +179,16 @@ def test_second_run_changes_nothing(installed):
     assert snapshot(installed.home) == before
 
 
+def test_rerun_repairs_a_damaged_environment_file(installed):
+    good = installed.envfile.read_text()
+    installed.envfile.write_text('{"site_packages": ')
+    code, checks = doctor(installed.home)
+    assert code == 1 and checks["Environment"][0] == "FAIL" and "install.sh" in checks["Environment"][2]
+    result = install(installed.home)  # no --model: the installer still knows the model it set up
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "environment.json: updated" in result.stdout and installed.envfile.read_text() == good
+
+
 def test_failed_model_download_changes_nothing(installed):
     """No network for the official model: the run stops with the reason and the way out, and the working
     installation (environment, model, environment.json) stays exactly as it was."""

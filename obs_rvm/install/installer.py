@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..environment import config_dir as rvm_config_dir
-from ..environment import environment_file, read_environment
+from ..environment import environment_file
 from ..errors import ObsRvmError, SetupError
 from . import layout, obs, pyenv, scenes, system
 from .transaction import Transaction, make_dir, read_state, write_state
@@ -128,7 +128,6 @@ class Installer:
         pyenv.ensure_venv_support(self.python, self.obs.python_version, say)
         make_dir(layout.data_dir(), self.tx, "the environment and models")
         make_dir(rvm_config_dir(), self.tx, "environment.json")
-        read_environment()  # a damaged environment.json is reported before anything changes
         if self.args.add_to_obs:
             if not (self.src / "obs_rvm" / "obs_script.py").is_file():
                 raise SetupError("this version of obs-rvm has no OBS script yet (obs_rvm/obs_script.py): update "
@@ -192,7 +191,10 @@ class Installer:
             self.warnings.append("OBS is running with the previous packages loaded: restart it to use these")
 
     def _model(self) -> dict:
-        spec = self.args.model or os.environ.get("OBS_RVM_MODEL") or None
+        # No model named: the one set up before (kept in the install record too, so a damaged environment.json
+        # does not lose it), else the official default.
+        kept = self.state.get("default_model")
+        spec = self.args.model or os.environ.get("OBS_RVM_MODEL") or (kept if kept and Path(kept).is_file() else None)
         if spec and Path(spec).expanduser().exists():
             spec = str(Path(spec).expanduser().resolve())
         cmd = [str(self.venv / "bin" / "python"), "-m", "obs_rvm.install.model", *([spec] if spec else [])]
@@ -206,6 +208,10 @@ class Installer:
             self.tx.created(Path(path))
         say("Model", f"{result['name']}: {result['path']} ({result['check']}"
                      + (")" if result["created"] else "; already in place)"))
+        if result["default_model"]:
+            self.state["default_model"] = result["default_model"]
+        else:
+            self.state.pop("default_model", None)
         return result
 
     def _engines(self) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..environment import installed_model
-from ..errors import ModelError, ObsRvmError
+from ..errors import ModelError, ObsRvmError, SetupError
 from ..graph import load_rvm
 from ..models import catalog, default_model_name, download_model, file_sha256, resolve_model, verification_note
 from ..paths import atomic_write, model_dir
@@ -25,7 +25,10 @@ def provision(spec: str | None) -> dict:
     """spec None keeps the model a previous run set up, else the official default; a catalog name is that asset,
     downloaded and checked; a path is checked as an RVM model and copied (an official asset under its own name)."""
     if spec is None:
-        kept = installed_model()
+        try:
+            kept = installed_model()
+        except SetupError:
+            kept = None  # a damaged environment.json: the installer is about to rewrite it
         if kept and kept.is_file():
             return _custom(kept)
         spec = default_model_name()
