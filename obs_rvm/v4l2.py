@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import DeviceError
+from .install.system import MODPROBE  # the installer, doctor and camera print one command
 from .video_io import Sink
 
 # -- the ABI (linux/videodev2.h) ---------------------------------------------------------------------------------
@@ -102,7 +103,6 @@ PIX_FMT_YUYV = fourcc("YUYV")
 # -- finding devices ----------------------------------------------------------------------------------------------
 
 SYS_MODULE = Path("/sys/module/v4l2loopback")
-MODPROBE = 'sudo modprobe v4l2loopback video_nr=10 card_label="AI Background" exclusive_caps=1'
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ def test_non_v4l2_nodes_are_named_as_such(tmp_path: Path) -> None:
 def test_missing_loopback_device_messages(tmp_path: Path) -> None:
     unloaded = v4l2.missing_loopback_message("/dev/video10", [], module=tmp_path / "no-module")
     assert "v4l2loopback kernel module is not loaded" in unloaded
-    assert 'modprobe v4l2loopback video_nr=10 card_label="AI Background" exclusive_caps=1' in unloaded
+    assert 'modprobe v4l2loopback video_nr=10 card_label="OBS Virtual Camera" exclusive_caps=1' in unloaded
     camera = v4l2.DeviceInfo("/dev/video0", "uvcvideo", "HD Webcam", v4l2.CAP_VIDEO_CAPTURE)
     loop = v4l2.DeviceInfo("/dev/video11", v4l2.LOOPBACK_DRIVER, "AI Background", v4l2.CAP_VIDEO_OUTPUT)
     loaded = v4l2.missing_loopback_message("/dev/video10", [camera, loop], module=tmp_path)
