@@ -157,7 +157,8 @@ class Video(Background):
         self._index = -1
 
     def close(self) -> None:
-        self._cap.release()
+        with self._lock:  # a switch from another thread must not release the capture while `inputs` reads it
+            self._cap.release()
 
 
 def make_background(config: BackgroundConfig) -> Background:

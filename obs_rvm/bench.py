@@ -10,12 +10,14 @@ import multiprocessing
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .backgrounds import cover, read_image_rgb
+from .errors import BackendError
 from .matting import MattingSession, SessionOptions
 
 SAMPLE = Path(__file__).with_name("data") / "astronaut.png"
@@ -29,6 +31,8 @@ class BareModel:
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Same threading as the pipeline's engine: a spinning pool would steal the cores from the other session.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -105,6 +109,57 @@ def throughput(options: SessionOptions, width: int, height: int, frames: int) ->
     return result
 
 
+@dataclass
+class GpuStages:
+    """Median per-frame GPU time of each stage (CUDA events) and the wall time of the whole process() call."""
+
+    size: tuple[int, int]
+    ratio: float
+    backend: str
+    upload_ms: float
+    infer_ms: float
+    download_ms: float
+    wall_ms: float
+
+    @property
+    def gpu_ms(self) -> float:
+        return self.upload_ms + self.infer_ms + self.download_ms
+
+    def line(self) -> str:
+        w, h = self.size
+        return (f"{w}x{h} ratio {self.ratio:g}: upload {self.upload_ms:.2f} ms, inference+composite "
+                f"{self.infer_ms:.2f} ms, download {self.download_ms:.2f} ms = GPU step {self.gpu_ms:.2f} ms; "
+                f"process() {self.wall_ms:.2f} ms wall ({1000 / self.wall_ms:.0f} fps) [{self.backend}]")
+
+
+def gpu_stages(options: SessionOptions, width: int, height: int, frames: int,
+               on_status: Callable[[str], None] | None = None) -> GpuStages:
+    """Per-stage GPU times of the TensorRT engine: upload, inference + compositing, download (medians)."""
+    from .engines.tensorrt import TensorRTEngine
+
+    frame = sample_frame(height, width)
+    session = MattingSession(options, on_status=on_status)
+    try:
+        for _ in range(10):  # builds or loads the engine, then warms up clocks and caches
+            session.process(frame, 0.0)
+        engine = session.engine
+        if not isinstance(engine, TensorRTEngine):
+            raise BackendError(f"per-stage GPU timing needs the tensorrt backend, not {session.status.backend}")
+        stages: dict[str, list[float]] = {"upload": [], "infer": [], "download": []}
+        walls = []
+        for i in range(frames):
+            t0 = time.perf_counter()
+            session.process(frame, i / 30)
+            walls.append(time.perf_counter() - t0)
+            for name, ms in engine.stage_ms().items():
+                stages[name].append(ms)
+        median = {name: statistics.median(values) for name, values in stages.items()}
+        return GpuStages((width, height), session.status.downsample_ratio or 0.0, session.status.backend,
+                         median["upload"], median["infer"], median["download"], 1000 * statistics.median(walls))
+    finally:
+        session.close()
+
+
 def _rss_worker(options: SessionOptions, width: int, height: int, frames: int, checkpoint: int, queue) -> None:
     frame = sample_frame(height, width)
     session = MattingSession(options)
@@ -125,3 +180,41 @@ def peak_rss(options: SessionOptions, width: int, height: int, frames: int = 500
     peaks = queue.get()
     proc.join()
     return peaks
+
+
+def process_vs_pipeline(options: SessionOptions, clip: str, frames: int) -> str:
+    """fps of `obs-rvm process` on a clip (decode + key + encode, threaded) vs the pipeline alone on the same frames.
+
+    The pipeline-alone time is taken before and after the process run and averaged, to cancel drift on a noisy host.
+    """
+    import itertools
+    import tempfile
+
+    from .process import process
+    from .video_io import open_sink, open_source
+
+    source = open_source(clip)
+    decoded = list(itertools.islice(source, frames))
+    source.close()
+    session = MattingSession(options)
+    session.process(decoded[0], 0.0)
+
+    def pipeline_alone() -> float:
+        session.reset()
+        start = time.perf_counter()
+        for i, frame in enumerate(decoded):
+            session.process(frame, i / 30)
+        return len(decoded) / (time.perf_counter() - start)
+
+    before = pipeline_alone()
+    with tempfile.TemporaryDirectory(prefix="obs-rvm-bench-") as tmp:
+        source = open_source(clip)
+        sink = open_sink(str(Path(tmp) / "out.mp4"), source.fps, source.size, False, source.audio_path)
+        session.reset()
+        result = process(session, source, sink, max_frames=len(decoded))
+    after = pipeline_alone()
+    alone = (before + after) / 2
+    session.close()
+    w, h = source.size
+    return (f"process {Path(clip).name} ({w}x{h}, {result.frames} frames): {result.fps:.1f} fps with decode and "
+            f"encode vs pipeline alone {alone:.1f} fps: process/pipeline {result.fps / alone:.2f}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
@@ -65,7 +66,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_mode: str = "b
     g.add_argument("--downsample", type=parse_ratio, default=None, metavar="R",
                    help="RVM downsample ratio in (0, 1], or auto (default: from the resolution)")
     g.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="auto: TensorRT if possible, else onnxruntime (CUDA, then CPU)")
+                   help="auto: TensorRT if possible, else onnxruntime (CUDA, then CPU); tensorrt: GPU or an error")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for onnxruntime")
     g.add_argument("--fp32", dest="fp16", action="store_false", help="TensorRT: build in FP32 instead of FP16")
 
@@ -98,6 +99,18 @@ def _download_bar():
     return progress
 
 
+def _status_printer(quiet: bool = False):
+    """Session status lines (model preparation, TensorRT engine builds) on stderr; may be called from any thread."""
+
+    from tqdm import tqdm
+
+    def show(message: str) -> None:
+        if not quiet:
+            tqdm.write(f"obs-rvm: {message}", file=sys.stderr)  # above any progress bar, not through it
+
+    return show
+
+
 def _describe(session) -> str:
     status = session.status
     notes = f" [{'; '.join(status.notes)}]" if status.notes else ""
@@ -113,13 +126,14 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     options = session_options(args)
     source = open_source(args.input)
-    session = MattingSession(options, download_progress=_download_bar())
+    session = MattingSession(options, download_progress=_download_bar(), on_status=_status_printer(args.quiet))
     sink = open_sink(args.output, source.fps, source.size, output_has_alpha(session),
                      None if args.no_audio else source.audio_path)
     if getattr(sink, "warning", None):
         print(f"obs-rvm: warning: {sink.warning}", file=sys.stderr)
-    with tqdm(total=source.frames, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
-        result = process(session, source, sink, on_frame=lambda n: bar.update(1))
+    total = min(filter(None, (source.frames, args.max_frames)), default=None)
+    with tqdm(total=total, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
+        result = process(session, source, sink, max_frames=args.max_frames, on_frame=lambda n: bar.update(1))
     print(f"wrote {sink.path}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps), "
           f"{_describe(session)}")
     session.close()
@@ -138,7 +152,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else default_output()
     options = session_options(args)
     sheet, session = contact_sheet(options, Path(args.input) if args.input else None,
-                                   on_mode=lambda mode: print(f"keying: {mode}", file=sys.stderr))
+                                   on_mode=lambda mode: print(f"keying: {mode}", file=sys.stderr),
+                                   on_status=_status_printer())
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
         raise InputError(f"cannot write {out}: check the folder exists and is writable")
@@ -147,15 +162,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_camera(args: argparse.Namespace) -> int:
+    from .camera import CameraConfig, run_camera
+
+    if (args.width is None) != (args.height is None):
+        raise InputError("give both -W and -H, or neither (the camera's own size)")
+    config = CameraConfig(args.input, args.output, (args.width, args.height) if args.width else None, args.fps,
+                          args.mirror, args.loop, args.duration, args.benchmark,
+                          Path(args.frame_log) if args.frame_log else None, args.input_format)
+    result = run_camera(config, session_options(args), log=lambda line: print(f"obs-rvm: {line}", file=sys.stderr))
+    print(result.summary())
+    return 0
+
+
+def positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got '{text}'")
+        return value
+
+    return parse
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import peak_rss, throughput
+    from .bench import gpu_stages, peak_rss, process_vs_pipeline, throughput
+    from .engines import plan
 
     options = session_options(args)
-    print(f"obs-rvm bench: background {options.background.mode}, {args.frames} frames per size, bare model and "
-          f"pipeline alternating frame by frame")
-    for size in args.sizes:
-        w, h = size
-        print(throughput(options, w, h, args.frames).line(), flush=True)
+    if options.backend == "tensorrt":
+        plan(options.backend, options.fp16)  # fail before printing anything if TensorRT cannot run here
+        args.sizes = args.sizes or [(1280, 720), (1920, 1080)]
+        print(f"obs-rvm bench: TensorRT, background {options.background.mode}, {args.frames} frames per size, "
+              f"median GPU time per stage (CUDA events); targets at 1920x1080 on an RTX 2060 Super class GPU: "
+              f"inference+composite <= 4 ms, GPU step <= 8 ms")
+        for w, h in args.sizes:
+            print(gpu_stages(options, w, h, args.frames, on_status=_status_printer()).line(), flush=True)
+    else:
+        args.sizes = args.sizes or [(640, 480), (1280, 720)]
+        print(f"obs-rvm bench: background {options.background.mode}, {args.frames} frames per size, bare model "
+              f"and pipeline alternating frame by frame")
+        for w, h in args.sizes:
+            print(throughput(options, w, h, args.frames).line(), flush=True)
+    if args.clip:
+        print(process_vs_pipeline(options, args.clip, args.frames), flush=True)
     if args.rss_frames:
         w, h = args.sizes[0]
         peaks = peak_rss(options, w, h, args.rss_frames, min(50, args.rss_frames))
@@ -198,6 +251,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_engine(args: argparse.Namespace) -> int:
+    from .engines.prebuild import EXIT_NO_GPU, VARIANTS, prebuild, unavailable
+
+    reasons = unavailable()
+    if reasons:
+        print(f"obs-rvm: no TensorRT engine to build here: {'; '.join(reasons)}", file=sys.stderr)
+        return EXIT_NO_GPU
+    prebuild(args.size, model=args.model, variants=args.background or VARIANTS, fp16=args.fp16,
+             ratio=args.downsample, say=lambda m: print(m, flush=True))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="obs-rvm", description="AI background removal with Robust Video Matting.")
     parser.add_argument("--version", action="version", version=f"obs-rvm {__version__}")
@@ -209,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True,
                    help="video file (.mp4 .mkv .webm .mov) or image pattern like out/%%05d.png")
     p.add_argument("--no-audio", action="store_true", help="do not copy the input's audio")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames (a quick preview)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_process)
@@ -221,12 +293,49 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="throughput of the bare model vs the whole pipeline, and memory")
-    p.add_argument("--sizes", type=parse_size, nargs="+", default=[(640, 480), (1280, 720)], metavar="WxH")
+    p = sub.add_parser("camera", help="camera -> AI Background -> virtual camera (v4l2loopback) or a file")
+    p.add_argument("-i", "--input", required=True, metavar="DEVICE|FILE",
+                   help="camera (/dev/video0, or 0), or a video file played in real time (for tests and demos)")
+    p.add_argument("-o", "--output", required=True, metavar="DEVICE|FILE",
+                   help="v4l2loopback device (/dev/video10), or a video file / image pattern to record to")
+    p.add_argument("-W", "--width", type=positive(int), help="frame width (default: the camera's)")
+    p.add_argument("-H", "--height", type=positive(int), help="frame height (default: the camera's)")
+    p.add_argument("--fps", type=positive(float), help="output frame rate (default: the input's)")
+    p.add_argument("--mirror", action="store_true", help="flip left-right, like a selfie view")
+    p.add_argument("--input-format", choices=["auto", "mjpeg", "yuyv"], default="auto",
+                   help="camera pixel format (auto: MJPEG if the camera offers it, else YUYV)")
+    p.add_argument("--loop", action="store_true", help="loop a file input")
+    p.add_argument("--duration", type=positive(float), metavar="SECONDS", help="stop after this much output")
+    p.add_argument("--benchmark", action="store_true",
+                   help="print per-stage timings every 100 frames")
+    p.add_argument("--frame-log", metavar="CSV", help="write which input frame each keyed frame was, and timings")
+    add_pipeline_options(p)
+    p.set_defaults(func=cmd_camera)
+
+    p = sub.add_parser("bench", help="throughput of the bare model vs the whole pipeline (TensorRT: GPU time per "
+                                     "stage), and memory")
+    p.add_argument("--sizes", type=parse_size, nargs="+", default=None, metavar="WxH",
+                   help="frame sizes (default 640x480 1280x720; with --backend tensorrt 1280x720 1920x1080)")
     p.add_argument("--frames", type=int, default=60, help="timed frames per size (default 60)")
     p.add_argument("--rss-frames", type=int, default=500, help="frames for the memory check (0 skips it)")
+    p.add_argument("--clip", metavar="VIDEO", help="also time `obs-rvm process` on this clip vs the pipeline alone")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("engine", help="pre-build TensorRT engines so the filter starts instantly at these sizes")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--size", type=parse_size, nargs="+", action="extend", required=True, metavar="WxH",
+                   help="frame sizes, e.g. --size 1280x720 --size 1920x1080")
+    p.add_argument("--model", metavar="NAME|PATH", help="catalog model or .onnx file (default: the default model)")
+    p.add_argument("--background", choices=("transparent", "replace", "blur"), nargs="+", action="extend",
+                   help="graph variants to build (default: all three)")
+    p.add_argument("--downsample", type=parse_ratio, default=None, metavar="R",
+                   help="RVM downsample ratio (default: auto, as the GPU picks it)")
+    p.add_argument("--fp32", dest="fp16", action="store_false", help="build FP32 engines instead of FP16")
+    p.set_defaults(func=cmd_engine)
+
+    p = sub.add_parser("doctor", help="check OBS, its Python, the environment, GPU, model and virtual camera")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("models", help="list the model catalog, or download models")
     p.add_argument("action", nargs="?", choices=["list", "download"], default="list")

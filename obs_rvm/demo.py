@@ -62,7 +62,8 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 
 def contact_sheet(options: SessionOptions, picture: Path | None = None,
-                  on_mode: Callable[[str], None] | None = None) -> tuple[np.ndarray, MattingSession]:
+                  on_mode: Callable[[str], None] | None = None,
+                  on_status: Callable[[str], None] | None = None) -> tuple[np.ndarray, MattingSession]:
     """Key the picture with every background mode; return the sheet (RGB) and the last session (for its status)."""
     rgb = read_image_rgb(picture or SAMPLE)
     scale = TILE / max(rgb.shape[:2])
@@ -82,7 +83,7 @@ def contact_sheet(options: SessionOptions, picture: Path | None = None,
             "video": BackgroundConfig("video", video=str(clip)),
             "blur": BackgroundConfig("blur", blur=options.background.blur),
         }
-        session = MattingSession(replace(options, background=configs["transparent"]))
+        session = MattingSession(replace(options, background=configs["transparent"]), on_status=on_status)
         for mode, config in configs.items():
             if on_mode:
                 on_mode(mode)

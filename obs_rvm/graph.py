@@ -23,13 +23,15 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import ModelError
+from .fp16 import half_precision_core
 from .models import ModelFile
 from .paths import atomic_write, cache_dir
 
-GRAPH_VERSION = 4
-"""Bump whenever the wrapper changes meaning; together with this file's own hash it keys every graph and engine
-cache, so an edited wrapper can never be served from a stale cache."""
-_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+GRAPH_VERSION = 5
+"""Bump whenever the wrapper changes meaning (5: FP16 graphs); together with the hash of this file and of fp16.py it
+keys every graph and engine cache, so an edited wrapper can never be served from a stale cache."""
+_SOURCE_HASH = hashlib.sha256(Path(__file__).read_bytes() + (Path(__file__).parent / "fp16.py").read_bytes()
+                              ).hexdigest()[:16]
 
 RVM_INPUTS = ("src", "r1i", "r2i", "r3i", "r4i", "downsample_ratio")
 RVM_OUTPUTS = ("fgr", "pha", "r1o", "r2o", "r3o", "r4o")
@@ -56,6 +58,8 @@ class GraphSpec:
     height: int
     downsample_ratio: float
     variant: Variant
+    fp16: bool = False
+    """RVM's recurrent core in float16 (see fp16.py): what TensorRT's FP16 path builds. onnxruntime runs float32."""
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -167,6 +171,8 @@ def build(model: onnx.ModelProto, spec: GraphSpec) -> onnx.ModelProto:
     hm, wm = padded_size(spec.height, spec.width, spec.downsample_ratio)
     states = _probe_state_shapes(model, hm, wm)
     model = _simplify(model, {"src": [1, 3, hm, wm], **states})
+    if spec.fp16:
+        model = half_precision_core(model, STATE_OUTPUTS)
     return _wrap(model, spec, hm, wm)
 
 
@@ -318,7 +324,7 @@ def _wrap(model: onnx.ModelProto, spec: GraphSpec, hm: int, wm: int) -> onnx.Mod
     for name in ("fgr", "pha"):
         graph.output.remove(next(o for o in graph.output if o.name == name))
     graph.output.insert(0, helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, [h, w, 4]))
-    graph.name = f"obs_rvm {spec.variant.value} {w}x{h} r={spec.downsample_ratio}"
+    graph.name = f"obs_rvm {spec.variant.value} {w}x{h} r={spec.downsample_ratio}{' fp16' if spec.fp16 else ''}"
     del graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model)

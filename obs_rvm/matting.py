@@ -47,6 +47,7 @@ class SessionOptions:
     backend: str = "auto"
     threads: int | None = None
     fp16: bool = True
+    """TensorRT: run RVM's recurrent core in FP16 where the GPU has fast FP16 (onnxruntime always runs FP32)."""
     scene_cut: float = 40.0
     """Mean absolute change (0-255) of a tiny grey thumbnail above which the state is reset; 0 disables."""
 
@@ -71,7 +72,7 @@ class MattingSession:
                  on_status: Callable[[str], None] | None = None) -> None:
         self.options = options or SessionOptions()
         self._on_status = on_status or (lambda message: None)
-        self._candidates, skipped = plan(self.options.backend)
+        self._candidates, skipped = plan(self.options.backend, self.options.fp16)
         self.status = SessionStatus(notes=list(skipped))
         self.model: ModelFile = resolve_model(self.options.model, progress=download_progress)
         self.status.model = self.model.name
@@ -81,6 +82,11 @@ class MattingSession:
         self._key: tuple | None = None
         self._thumb: np.ndarray | None = None
         self._lock = threading.Lock()  # guards background swaps against the processing thread
+
+    @property
+    def engine(self) -> Engine | None:
+        """The engine keying the current frame size (None before the first frame)."""
+        return self._engine
 
     # -- live changes -----------------------------------------------------------------------------------------
 
@@ -136,11 +142,11 @@ class MattingSession:
         while True:
             candidate = self._candidates[0]
             ratio = self.options.downsample_ratio or auto_downsample_ratio(height, width, candidate.gpu)
-            spec = GraphSpec(width, height, ratio, background.variant)
+            spec = GraphSpec(width, height, ratio, background.variant, fp16=candidate.fp16)
             self._on_status(f"preparing the model for {width}x{height}")
             graph = prepare(self.model, spec)
             try:
-                engine = open_engine(candidate, graph, threads=self.options.threads, fp16=self.options.fp16)
+                engine = open_engine(candidate, graph, threads=self.options.threads, on_status=self._on_status)
             except BackendError as e:
                 if len(self._candidates) == 1 or self.options.backend != "auto":
                     raise

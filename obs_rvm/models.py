@@ -1,7 +1,10 @@
 """The model catalog, and turning a model name or path into a verified local file.
 
 Users name a model from the catalog (downloaded once from the official RVM release, checked by size and sha256)
-or give a path. `OBS_RVM_MODEL` (a file) replaces every catalog name: tests and offline machines use it.
+or give a path. `OBS_RVM_MODEL` (a file) replaces every catalog name: tests and offline machines use it. A model
+file given to the installer (environment.json "model") replaces the default model (no name, or the default's
+name; other catalog names still mean their own asset), so OBS started from the desktop, without OBS_RVM_MODEL,
+uses it too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .environment import environment_file, installed_model
 from .errors import ModelError
 from .paths import atomic_write, cache_dir, model_dir
 
@@ -100,6 +104,10 @@ def resolve_model(spec: str | None = None, *, download: bool = True, progress: P
     override = os.environ.get("OBS_RVM_MODEL")
     if override:
         return _local_file(Path(override).expanduser(), name=Path(override).name, origin="OBS_RVM_MODEL")
+    installed = installed_model() if spec in (None, default_model_name()) else None
+    if installed:
+        return _local_file(installed, name=installed.name, origin=f"the default model set in {environment_file()}: "
+                           f"re-run installer/install.sh")
     name = spec or default_model_name()
     entries = catalog()
     if name not in entries:

@@ -1,4 +1,7 @@
-"""Where obs-rvm keeps downloaded models and derived caches (prepared graphs, TensorRT engines)."""
+"""Where obs-rvm keeps downloaded models and derived caches (prepared graphs, TensorRT engines).
+
+platformdirs is imported where it is used: the installer runs this module (atomic_write) with a bare system Python.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +11,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import platformdirs
-
 APP = "obs-rvm"
 
 
 def model_dir() -> Path:
     """Folder holding downloaded models; `OBS_RVM_MODEL_DIR` overrides it (tests, shared installs)."""
+    import platformdirs
+
     override = os.environ.get("OBS_RVM_MODEL_DIR")
     return Path(override).expanduser() if override else Path(platformdirs.user_data_dir(APP)) / "models"
 
 
 def cache_dir(kind: str) -> Path:
     """Folder for one kind of derived artefact ("graphs", "engines"); `OBS_RVM_CACHE_DIR` overrides the root."""
+    import platformdirs
+
     override = os.environ.get("OBS_RVM_CACHE_DIR")
     root = Path(override).expanduser() if override else Path(platformdirs.user_cache_dir(APP))
     return root / kind

@@ -6,6 +6,7 @@ behind inference (which releases the GIL) and no frame is ever dropped.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -78,15 +79,15 @@ def _drain(q: queue.Queue, stop: threading.Event, workers: Iterable[_Worker]) ->
         yield item
 
 
-def process(session: MattingSession, source: Source, sink: Sink, *,
+def process(session: MattingSession, source: Source, sink: Sink, *, max_frames: int | None = None,
             on_frame: Callable[[int], None] | None = None) -> ProcessResult:
-    """Key every frame of `source` into `sink`; commits the sink only if every frame was written."""
+    """Key every frame of `source` (or the first `max_frames`) into `sink`; commits only if all were written."""
     decoded: queue.Queue = queue.Queue(maxsize=4)
     keyed: queue.Queue = queue.Queue(maxsize=4)
     stop = threading.Event()
 
     def read() -> None:
-        for frame in source:
+        for frame in itertools.islice(source, max_frames):
             if not _put(decoded, frame, stop):
                 return
         _put(decoded, _END, stop)

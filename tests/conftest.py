@@ -23,7 +23,8 @@ os.environ.setdefault("OBS_RVM_CACHE_DIR", str(Path(os.environ.get("TMPDIR", "/t
 
 @pytest.fixture
 def clean_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No model override and an empty model folder: what a user without the test model would see."""
+    """No model override, no installer record and an empty model folder: what a user without the test model sees."""
     monkeypatch.delenv("OBS_RVM_MODEL", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("OBS_RVM_MODEL_DIR", str(tmp_path / "models"))
     return tmp_path / "models"
