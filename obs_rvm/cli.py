@@ -146,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import contact_sheet, default_output
 
     if args.camera is not None:
-        from .camera import run_preview
+        from .live.camera import run_preview
 
         return run_preview(session_options(args), args.camera)
     out = Path(args.output) if args.output else default_output()
@@ -163,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_camera(args: argparse.Namespace) -> int:
-    from .camera import CameraConfig, run_camera
+    from .live.camera import CameraConfig, run_camera
 
     if (args.width is None) != (args.height is None):
         raise InputError("give both -W and -H, or neither (the camera's own size)")

@@ -18,10 +18,10 @@ import time
 
 from obs_rvm.backgrounds import BackgroundConfig
 from obs_rvm.bench import sample_frame, throughput
-from obs_rvm.camera import CameraConfig, run_camera
-from obs_rvm.capture import open_capture
+from obs_rvm.live.camera import CameraConfig, run_camera
+from obs_rvm.live.capture import open_capture
+from obs_rvm.live.v4l2 import LoopbackSink
 from obs_rvm.matting import MattingSession, SessionOptions
-from obs_rvm.v4l2 import LoopbackSink
 
 
 def session_alone_ms(options: SessionOptions, w: int, h: int, frames: int) -> float:

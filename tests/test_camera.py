@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from obs_rvm.backgrounds import BackgroundConfig, cover
-from obs_rvm.camera import CameraConfig, read_frame_log, run_camera
 from obs_rvm.cli import main
+from obs_rvm.live.camera import CameraConfig, read_frame_log, run_camera
+from obs_rvm.live.v4l2 import LoopbackSink
 from obs_rvm.matting import SessionOptions
-from obs_rvm.v4l2 import LoopbackSink
 from obs_rvm.video_io import open_source
 
 from paths import CLIPS, REPO

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from obs_rvm.preview import render
+from obs_rvm.live.preview import render
 
 from paths import CLIPS, REPO
 

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from obs_rvm import v4l2
 from obs_rvm.errors import DeviceError
+from obs_rvm.live import v4l2
 
 HEADER = Path("/usr/include/linux/videodev2.h")
 

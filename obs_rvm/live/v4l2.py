@@ -20,9 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import DeviceError
-from .install.system import MODPROBE  # the installer, doctor and camera print one command
-from .video_io import Sink
+from ..errors import DeviceError
+from ..install.system import MODPROBE  # the installer, doctor and camera print one command
+from ..video_io import Sink
 
 # -- the ABI (linux/videodev2.h) ---------------------------------------------------------------------------------
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..backgrounds import cover
+from ..errors import DeviceError
+from ..video_io import Source, open_source, to_rgba
 from . import v4l2
-from .backgrounds import cover
-from .errors import DeviceError
-from .video_io import Source, open_source, to_rgba
 
 INPUT_FORMATS = {"auto": "MJPG", "mjpeg": "MJPG", "yuyv": "YUYV"}
 """auto asks for MJPEG first: most webcams give 30 fps above 640x480 only compressed; YUYV is the fallback."""

@@ -19,14 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import DeviceError, InputError
+from ..graph import Variant
+from ..matting import MattingSession, SessionOptions
+from ..paths import atomic_write
+from ..process import _Worker
+from ..video_io import Sink, open_sink
 from .capture import is_device, open_capture
-from .errors import DeviceError, InputError
-from .graph import Variant
-from .live import FrameRecord, Keyed, LivePipeline
-from .matting import MattingSession, SessionOptions
-from .paths import atomic_write
-from .process import _Worker
-from .video_io import Sink, open_sink
+from .stages import FrameRecord, Keyed, LivePipeline
 
 REPORT_EVERY = 100
 """--benchmark prints a line every this many output frames."""

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..matting import MattingSession
+from ..process import _Worker
+from ..slot import LatestSlot
 from .capture import Capture, Frame
-from .matting import MattingSession
-from .process import _Worker
-from .slot import LatestSlot
 
 
 @dataclass

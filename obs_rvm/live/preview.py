@@ -17,12 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .backgrounds import MODES, BackgroundConfig
+from ..backgrounds import MODES, BackgroundConfig
+from ..demo import checkerboard, sample_backdrop, write_backdrop_video
+from ..errors import DeviceError
+from ..matting import MattingSession, SessionOptions
 from .capture import open_capture
-from .demo import checkerboard, sample_backdrop, write_backdrop_video
-from .errors import DeviceError
-from .live import LivePipeline
-from .matting import MattingSession, SessionOptions
+from .stages import LivePipeline
 
 TITLE = "obs-rvm: AI Background (b: next background, 1-5: pick, m: mirror, q: quit)"
 KEYS = {ord(str(i + 1)): mode for i, mode in enumerate(MODES)}
