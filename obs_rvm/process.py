@@ -18,6 +18,7 @@ import numpy as np
 from .errors import InputError
 from .graph import Variant
 from .matting import MattingSession
+from .threads import StageThread
 from .video_io import Sink, Source
 
 _END = object()
@@ -34,25 +35,6 @@ class ProcessResult:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-class _Worker(threading.Thread):
-    """A daemon thread whose exception is re-raised in the caller by `check`."""
-
-    def __init__(self, target: Callable[[], None], name: str) -> None:
-        super().__init__(name=name, daemon=True)
-        self._target_fn = target
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._target_fn()
-        except BaseException as e:  # handed to the main thread
-            self.error = e
-
-    def check(self) -> None:
-        if self.error:
-            raise self.error
-
-
 def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     while not stop.is_set():
         try:
@@ -63,7 +45,7 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
     return False
 
 
-def _drain(q: queue.Queue, stop: threading.Event, workers: Iterable[_Worker]) -> Iterator:
+def _drain(q: queue.Queue, stop: threading.Event, workers: Iterable[StageThread]) -> Iterator:
     """Items from `q` until the end marker, surfacing a failed worker instead of waiting forever."""
     while True:
         try:
@@ -96,7 +78,7 @@ def process(session: MattingSession, source: Source, sink: Sink, *, max_frames: 
         for frame in _drain(keyed, stop, ()):
             sink.write(frame)
 
-    reader, writer = _Worker(read, "obs-rvm-decode"), _Worker(write, "obs-rvm-encode")
+    reader, writer = StageThread(read, "obs-rvm-decode"), StageThread(write, "obs-rvm-encode")
     count = 0
     start = time.perf_counter()
     reader.start()

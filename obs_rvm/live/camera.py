@@ -23,7 +23,7 @@ from ..errors import DeviceError, InputError
 from ..graph import Variant
 from ..matting import MattingSession, SessionOptions
 from ..paths import atomic_write
-from ..process import _Worker
+from ..threads import StageThread
 from ..video_io import Sink, open_sink
 from .capture import is_device, open_capture
 from .stages import FrameRecord, Keyed, LivePipeline
@@ -221,7 +221,7 @@ def run_camera(config: CameraConfig, options: SessionOptions, log: Callable[[str
             f"{session.status.downsample_ratio:g}, background {options.background.mode}. Ctrl-C stops.")
         max_frames = round(config.duration * fps) if config.duration else None
         output = _Output(pipeline, sink, fps, max_frames, log if config.benchmark else None)
-        writer = _Worker(output.run, "obs-rvm-output")
+        writer = StageThread(output.run, "obs-rvm-output")
         pipeline.start()
         writer.start()
         with _sigterm_as_interrupt():

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..matting import MattingSession
-from ..process import _Worker
 from ..slot import LatestSlot
+from ..threads import StageThread
 from .capture import Capture, Frame
 
 
@@ -56,7 +56,7 @@ class LivePipeline:
         self.records: list[FrameRecord] = []
         self.decode_s: list[float] = []
         self.t0 = time.monotonic()
-        self.workers: list[_Worker] = []
+        self.workers: list[StageThread] = []
 
     def warm_up(self) -> None:
         """Prepare the model for the frame size before the clock starts (the first run can take seconds), then
@@ -67,7 +67,7 @@ class LivePipeline:
 
     def start(self) -> None:
         self.t0 = time.monotonic()
-        self.workers = [_Worker(self._capture, "obs-rvm-capture"), _Worker(self._infer, "obs-rvm-infer")]
+        self.workers = [StageThread(self._capture, "obs-rvm-capture"), StageThread(self._infer, "obs-rvm-infer")]
         for worker in self.workers:
             worker.start()
 
