@@ -11,3 +11,8 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv" || { echo "obs-rvm: cannot create a virtual environment: install python3-venv" >&2; exit 1; }
 fi
 "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT${OBS_RVM_EXTRAS:-}"
+if ! err="$("$ROOT/.venv/bin/python" -c 'import cv2' 2>&1)"; then
+  echo "obs-rvm: OpenCV cannot load: ${err##*$'\n'}" >&2
+  echo "obs-rvm: it needs the system's OpenGL and GLib libraries: sudo apt install libgl1 libglib2.0-0" >&2
+  exit 1
+fi
