@@ -107,10 +107,6 @@ class PreparedGraph:
     def state_inputs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         return {name: self.inputs[name] for name in STATE_INPUTS}
 
-    @property
-    def blur(self) -> BlurGeometry | None:
-        return blur_geometry(self.spec.height, self.spec.width) if self.spec.variant is Variant.BLUR else None
-
 
 def _io_table(values) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     table = {}

@@ -143,16 +143,24 @@ def test_latency_stays_bounded_when_inference_is_slower_than_the_input(tmp_path:
     assert statistics.median(latency[-third:]) <= 1.5 * statistics.median(latency[:third]) + 50
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_stops_cleanly_and_keeps_the_recording(tmp_path: Path, sig: signal.Signals) -> None:
-    out = tmp_path / "out.mkv"
+def start_recording(out: Path) -> subprocess.Popen:
+    """`obs-rvm camera` looping the clip into `out`, returned once it says it is running."""
     proc = subprocess.Popen([sys.executable, "-m", "obs_rvm.cli", "camera", "-i", str(CLIP), "--loop", "-o",
                              str(out), "-b", "color"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    deadline = time.monotonic() + 300
+    while "Ctrl-C stops" not in (line := proc.stderr.readline()):
+        if not line or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("the camera did not start")
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stops_cleanly_and_keeps_the_recording(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "out.mkv"
+    proc = start_recording(out)
     try:
-        deadline = time.monotonic() + 300
-        while "Ctrl-C stops" not in (line := proc.stderr.readline()):
-            assert line and time.monotonic() < deadline, "the camera did not start"
         time.sleep(3)
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
@@ -168,13 +176,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_recording(tmp_path: Path, sig: signa
 def test_a_failing_stage_stops_everything_with_a_clear_error(tmp_path: Path) -> None:
     """The encoder dies mid-run: every stage stops, the partial file goes, one error line, exit code 1."""
     out = tmp_path / "out.mkv"
-    proc = subprocess.Popen([sys.executable, "-m", "obs_rvm.cli", "camera", "-i", str(CLIP), "--loop", "-o",
-                             str(out), "-b", "color"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start_recording(out)
     try:
-        deadline = time.monotonic() + 300
-        while "Ctrl-C stops" not in (line := proc.stderr.readline()):
-            assert line and time.monotonic() < deadline, "the camera did not start"
         time.sleep(2)
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         ffmpeg = [int(c) for c in children if "ffmpeg" in Path(f"/proc/{c}/cmdline").read_text()]
