@@ -135,7 +135,13 @@ def load_rvm(path: Path) -> onnx.ModelProto:
 
 
 def prepare(model: ModelFile, spec: GraphSpec) -> PreparedGraph:
-    """Return the prepared graph for this model and spec, building and caching it on first use."""
+    """Return the prepared graph for this model and spec, building and caching it on first use.
+
+    The build runs in a child process (graph_process.py): it would otherwise hold the GIL for seconds and leave
+    its heap behind in a long-running host such as OBS.
+    """
+    from .graph_process import build_in_child
+
     key = graph_key(model.sha256, spec)
     path = cache_dir("graphs") / f"{key}.onnx"
     if path.exists():
@@ -143,10 +149,20 @@ def prepare(model: ModelFile, spec: GraphSpec) -> PreparedGraph:
             return _describe(path, spec, model.sha256)
         except Exception:
             path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never fatal
-    built = build(load_rvm(model.path), spec)
-    with atomic_write(path) as f:
-        f.write(built.SerializeToString())
+    build_in_child(model.path, {**asdict(spec), "variant": spec.variant.value}, path)
     return _describe(path, spec, model.sha256)
+
+
+def build_file(model_path: Path, spec: GraphSpec, path: Path) -> None:
+    """Build the graph and write it to `path`, with its input/output table and checksum beside it (`.io.json`)."""
+    built = build(load_rvm(model_path), spec)
+    data = built.SerializeToString()
+    table = {"inputs": _io_json(built.graph.input), "outputs": _io_json(built.graph.output),
+             "sha256": hashlib.sha256(data).hexdigest()}
+    with atomic_write(_io_path(path), "w") as f:
+        json.dump(table, f)
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def graph_key(model_sha256: str, spec: GraphSpec) -> str:
@@ -155,9 +171,27 @@ def graph_key(model_sha256: str, spec: GraphSpec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _io_path(path: Path) -> Path:
+    return path.with_suffix(".io.json")
+
+
+def _io_json(values) -> dict[str, list]:
+    return {name: [list(shape), np.dtype(dtype).name] for name, (shape, dtype) in _io_table(values).items()}
+
+
 def _describe(path: Path, spec: GraphSpec, model_sha256: str) -> PreparedGraph:
-    proto = onnx.load(str(path), load_external_data=False)
-    return PreparedGraph(path, spec, model_sha256, _io_table(proto.graph.input), _io_table(proto.graph.output))
+    """The graph's I/O from its sidecar table, once the file's checksum matches (a damaged file raises).
+
+    Parsing the whole ONNX file instead would hold the GIL for no reason; hashing releases it.
+    """
+    table = json.loads(_io_path(path).read_text())
+    if hashlib.sha256(path.read_bytes()).hexdigest() != table["sha256"]:
+        raise ValueError(f"{path} does not match its checksum")
+
+    def io(part: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {name: (tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in table[part].items()}
+
+    return PreparedGraph(path, spec, model_sha256, io("inputs"), io("outputs"))
 
 
 def build(model: onnx.ModelProto, spec: GraphSpec) -> onnx.ModelProto:

@@ -1,8 +1,8 @@
 """A matting session: the one object the CLI, the virtual camera and the OBS filter all drive.
 
-It owns the model, the background source and an engine per frame size, and it decides when RVM's recurrent state
-must be forgotten: on a new resolution, on request, and on a hard scene cut (the state of the old scene would
-smear into the new one for a few frames).
+It owns the model, the background source and the engine for the current frame size, and it decides when RVM's
+recurrent state must be forgotten: on a new resolution, on request, and on a hard scene cut (the state of the old
+scene would smear into the new one for a few frames).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .backgrounds import Background, BackgroundConfig, make_background
 from .engines import Engine, open_engine, plan
 from .errors import BackendError, InputError
 from .graph import GraphSpec, prepare
+from .heap import release_free_memory
 from .models import ModelFile, ProgressFn, resolve_model
 
 log = logging.getLogger("obs_rvm")
@@ -77,7 +78,6 @@ class MattingSession:
         self.model: ModelFile = resolve_model(self.options.model, progress=download_progress)
         self.status.model = self.model.name
         self.background: Background = make_background(self.options.background)
-        self._engines: dict[tuple, Engine] = {}
         self._engine: Engine | None = None
         self._key: tuple | None = None
         self._thumb: np.ndarray | None = None
@@ -127,16 +127,22 @@ class MattingSession:
         key = (height, width, background.variant)
         if key == self._key and self._engine is not None:
             return self._engine
-        engine = self._engines.get(key) or self._open(height, width, background)
+        # One engine at a time: a 720p onnxruntime session holds ~250 MiB, so keeping one per background variant
+        # would triple OBS's memory for the price of a faster mode switch. Freed before the next one is made.
+        self._close_engine()
+        engine = self._open(height, width, background)
         engine.reset()  # a new size or a new variant starts from a clean state
         self._thumb = None
-        # Keep the engines of this size (switching background modes back and forth is instant), close the others.
-        for other in [k for k in self._engines if k[:2] != key[:2]]:
-            self._engines.pop(other).close()
-        self._engines[key] = engine
         self._engine, self._key = engine, key
         self.status.size = (width, height)
         return engine
+
+    def _close_engine(self) -> None:
+        engine, self._engine, self._key = self._engine, None, None
+        if engine is not None:
+            engine.close()
+            del engine
+            release_free_memory()
 
     def _open(self, height: int, width: int, background: Background) -> Engine:
         while True:
@@ -167,8 +173,5 @@ class MattingSession:
         return previous is not None and float(np.abs(thumb - previous).mean()) > self.options.scene_cut
 
     def close(self) -> None:
-        for engine in self._engines.values():
-            engine.close()
-        self._engines.clear()
-        self._engine = self._key = None
+        self._close_engine()
         self.background.close()

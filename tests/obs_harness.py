@@ -101,6 +101,8 @@ class ObsConfig:
     extra_scripts: Sequence[Path] = ()
     preview: bool = False
     """Render the main window's preview (costs CPU under Xvfb's software OpenGL)."""
+    gdb: bool = False
+    """Run OBS under gdb, which prints every thread's backtrace into obs-stdout.txt if OBS crashes."""
 
 
 COLLECTION = "Test"
@@ -189,9 +191,13 @@ class Obs:
         with os.fdopen(read) as f:
             display = ":" + f.readline().strip()
         out = open(self.workdir / "obs-stdout.txt", "wb")  # noqa: SIM115 - lives as long as the process
-        self._obs = subprocess.Popen(["obs", "--multi", "--collection", COLLECTION, "--profile", PROFILE, "--scene",
-                                      "Scene"], env=self._environment(display), stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=self.workdir)
+        # gdb passes SIGINT on to OBS, prints every thread's stack if OBS dies, and exits with OBS's exit code.
+        gdb = ["gdb", "-q", "-batch", "-ex", "handle SIGINT nostop noprint pass", "-ex",
+               "handle SIGPIPE nostop noprint", "-ex", "run", "-ex", "thread apply all bt", "-ex", "quit $_exitcode",
+               "--args"] if self.config.gdb else []
+        self._obs = subprocess.Popen([*gdb, "obs", "--multi", "--collection", COLLECTION, "--profile", PROFILE,
+                                      "--scene", "Scene"], env=self._environment(display), stdout=out,
+                                     stderr=subprocess.STDOUT, cwd=self.workdir)
         out.close()
         try:
             self._connect(timeout)
@@ -217,6 +223,22 @@ class Obs:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"obs-websocket did not answer on port {self.port} in {timeout:.0f} s") from None
                 time.sleep(0.5)
+
+    @property
+    def pid(self) -> int:
+        """OBS's own process id (under gdb, the inferior's, not gdb's)."""
+        if not self.config.gdb:
+            return self._obs.pid
+        children = Path(f"/proc/{self._obs.pid}/task/{self._obs.pid}/children").read_text().split()
+        return next(int(c) for c in children if Path(f"/proc/{c}/comm").read_text().strip() == "obs")
+
+    @property
+    def crashed(self) -> bool:
+        """OBS died on its own: a signal, or gdb reporting one (the soak's crash counter)."""
+        if self._obs.poll() is None:
+            return False
+        out = (self.workdir / "obs-stdout.txt").read_text(errors="replace")
+        return self._obs.returncode < 0 or "received signal SIG" in out or "Fatal Python error" in out
 
     @property
     def client(self):
@@ -268,7 +290,8 @@ class Obs:
                 self._client.disconnect()
             self._client = None
         if self._obs is not None and self._obs.poll() is None:
-            self._obs.send_signal(signal.SIGINT)
+            with contextlib.suppress(Exception):
+                os.kill(self.pid, signal.SIGINT)
             try:
                 self._obs.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -43,6 +43,9 @@ CLIP = CLIPS / "help.mkv"
 BACKGROUND_VIDEO = CLIPS / "thanks.mkv"
 OBS_PROPERTY = {"bool": 1, "int": 2, "float": 3, "text": 4, "path": 5, "list": 6, "color": 7, "button": 8}
 OBS_TEXT_INFO, OBS_TEXT_INFO_ERROR, OBS_COMBO_TYPE_EDITABLE = 3, 2, 1
+RENDER_SKIP_ALLOWANCE = 0.01
+"""Skipped frames with the filter, over those without, as a share of all frames: noise on a shared 2-core machine
+(2 of 601 seen once), far below what a render thread waiting for inference skips (half of them and more)."""
 REFERENCE_FRAMES = 40
 """Frames the reference session keys the still picture for: RVM's recurrent state has settled by then."""
 
@@ -281,7 +284,9 @@ def test_render_thread_never_waits_for_inference(pictures):
           f"keyed {frames_keyed} frames; last stats: {line}")
     assert frames_keyed >= 20, "the filter was not keying during the measurement"
     assert total[True] >= 500 and total[False] >= 500
-    assert skipped[True] <= skipped[False]
+    # Inference on the render thread skips most frames (RVM takes 2-3 frame intervals here); the frame read-back
+    # on software OpenGL can miss a frame deadline now and then on a busy 2-core machine: a few, never dozens.
+    assert skipped[True] <= skipped[False] + RENDER_SKIP_ALLOWANCE * total[True]
 
 
 def _keyed(o: Obs) -> int:

@@ -77,6 +77,7 @@ class AiBackground:
         self.received_time: int | None = None
         """Video frame time at which the keyed frame in the texture arrived."""
         self.render_ms = Rolling(600)
+        self.wait_ms = Rolling(600)
         self.latency_ms = Rolling(120)
         self.shown_rate = Rate()
         self.updated_ns = 0
@@ -123,6 +124,7 @@ class AiBackground:
                 self.worker = FilterWorker(self.label, self.settings)
         now = obs.obs_get_video_frame_time()
         if now != self.frame_time:  # first call in this video frame: capture once, take the newest keyed frame
+            self.wait_ms.add((time.monotonic_ns() - now) / 1e6)  # both on CLOCK_MONOTONIC (os_gettime_ns)
             interval, self.frame_time = now - self.frame_time, now
             previous = self.gpu.read_previous()
             if previous is not None:
@@ -169,7 +171,8 @@ class AiBackground:
         worker = self.worker
         render = Numbers(shown_fps=self.shown_rate.per_second(self.frame_time / 1e9),
                          latency_ms=self.latency_ms.median(), render_median_ms=self.render_ms.median(),
-                         render_p99_ms=self.render_ms.percentile(99))
+                         render_p99_ms=self.render_ms.percentile(99), render_max_ms=self.render_ms.percentile(100),
+                         wait_max_ms=self.wait_ms.percentile(100))
         if worker is None:
             return render
         return replace(render, inference_fps=worker.inference_rate.per_second(time.perf_counter()),

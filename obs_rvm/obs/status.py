@@ -20,6 +20,10 @@ class Numbers:
     latency_ms: float | None = None
     render_median_ms: float | None = None
     render_p99_ms: float | None = None
+    render_max_ms: float | None = None
+    wait_max_ms: float | None = None
+    """Longest delay from a video frame's start to our first video_render of it (OBS's own rendering before us,
+    and any wait for Python's GIL, which a thread holding it for long would make OBS skip frames with)."""
     dropped: int = 0
 
 
@@ -59,7 +63,8 @@ def stats_line(status: WorkerStatus, numbers: Numbers) -> str:
         return "nan" if value is None else f"{value:.3f}"
 
     return (f"state={status.state} render_median_ms={num(numbers.render_median_ms)} "
-            f"render_p99_ms={num(numbers.render_p99_ms)} inference_fps={numbers.inference_fps:.2f} "
+            f"render_p99_ms={num(numbers.render_p99_ms)} render_max_ms={num(numbers.render_max_ms)} "
+            f"wait_max_ms={num(numbers.wait_max_ms)} inference_fps={numbers.inference_fps:.2f} "
             f"inference_ms={num(numbers.inference_ms)} shown_fps={numbers.shown_fps:.2f} "
             f"latency_ms={num(numbers.latency_ms)} dropped={numbers.dropped} frames={status.frames} "
             f"backend={status.backend.replace(' ', '_') or '-'}")

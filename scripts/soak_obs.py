@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Soak the "AI Background" filter in a real OBS (Xvfb): hours of settings churn, or nothing touched at all.
+
+One OBS with a looping camera-like clip and one filter. A churn schedule changes what users change in an evening
+of tweaking (background, downsample ratio, source resolution, disable/enable, remove/re-add), all over
+obs-websocket; a steady phase touches nothing. OBS's RSS is sampled every --sample seconds. At the end: RSS low
+points and peaks per phase, skipped/total render frames, errors and tracebacks in the log, crashes, OBS's exit code,
+and the RSS curve as a CSV and a PNG (--out). Exit status 0 only if OBS survived and exited 0 without a traceback.
+
+    .venv/bin/python scripts/soak_obs.py --churn-minutes 10 [--steady-minutes 0] [--actions background,ratio]
+    .venv/bin/python scripts/soak_obs.py --churn-minutes 0 --steady-minutes 30
+
+--gdb runs OBS under gdb and prints every thread's backtrace if it crashes; --malloc-check sets glibc's
+MALLOC_CHECK_=3 and MALLOC_PERTURB_ so a corrupted heap aborts where it is noticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from obs_harness import Obs, ObsConfig, ai_filter, media_input  # noqa: E402
+
+from obs_rvm.obs.settings import rgb_to_obs_color  # noqa: E402
+
+from paths import ASTRONAUT, CLIPS, MODEL  # noqa: E402
+
+ACTIONS = {"background": 2.0, "ratio": 20.0, "resize": 30.0, "toggle": 45.0, "readd": 60.0}
+"""Every churn action and how often it happens (seconds)."""
+SIZES = ((640, 480), (1280, 720))
+STATS = re.compile(r"stats AI Background 'AI' on 'Camera': (.*)")
+RATIOS = (0.25, 0.4, 0.5, 0.0)
+COLORS = ((0, 0, 255), (255, 220, 0), (0, 177, 64), (200, 30, 200))
+
+
+@dataclass
+class Sample:
+    t: float
+    phase: str
+    rss_mib: float
+    skipped: int
+    total: int
+    render_p99_ms: float
+    render_max_ms: float
+    wait_max_ms: float
+    """From the filter's newest stats line (its last 600 frames); nan while it has none."""
+
+
+@dataclass
+class Soak:
+    obs: Obs
+    clips: dict[tuple[int, int], Path]
+    picture: Path
+    video: Path
+    samples: list[Sample] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    size_index: int = 0
+    present: bool = True
+    enabled: bool = True
+    step: int = 0
+
+    # -- the actions ------------------------------------------------------------------------------------------------
+
+    def background(self) -> None:
+        self.step += 1
+        kind = self.step % 6
+        if kind == 0:
+            values = {"background": "blur", "blur": 20 + 15 * (self.step % 5)}
+        elif kind == 1:
+            values = {"background": "color", "color": rgb_to_obs_color(COLORS[self.step % len(COLORS)])}
+        elif kind == 2:
+            values = {"background": "image", "image_path": str(self.picture)}
+        elif kind == 3:
+            values = {"background": "video", "video_path": str(self.video)}
+        elif kind == 4:
+            values = {"background": "transparent"}
+        else:
+            values = {"background": "color", "color": rgb_to_obs_color(COLORS[(self.step + 1) % len(COLORS)])}
+        self._filter_settings(values)
+
+    def ratio(self) -> None:
+        self._filter_settings({"downsample_ratio": RATIOS[self.counters.get("ratio", 0) % len(RATIOS)]})
+
+    def resize(self) -> None:
+        self.size_index = (self.size_index + 1) % len(SIZES)
+        self.obs.client.set_input_settings("Camera", {"local_file": str(self.clips[SIZES[self.size_index]])}, True)
+
+    def toggle(self) -> None:
+        if self.present:
+            self.enabled = not self.enabled
+            self.obs.client.set_source_filter_enabled("Camera", "AI", self.enabled)
+
+    def readd(self) -> None:
+        c = self.obs.client
+        if self.present:
+            c.remove_source_filter("Camera", "AI")
+            self.present = False
+            time.sleep(0.5)
+        c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", {"background": "blur"})
+        self.present, self.enabled = True, True
+
+    def _filter_settings(self, values: dict) -> None:
+        if self.present:
+            self.obs.client.set_source_filter_settings("Camera", "AI", values, True)
+
+    # -- measuring --------------------------------------------------------------------------------------------------
+
+    def sample(self, t0: float, phase: str) -> Sample:
+        stats = self.obs.client.get_stats()
+        lines = STATS.findall(self.obs.log_text())
+        numbers = dict(kv.split("=", 1) for kv in lines[-1].split()) if lines else {}
+        render = [float(numbers.get(k, "nan")) for k in ("render_p99_ms", "render_max_ms", "wait_max_ms")]
+        s = Sample(time.monotonic() - t0, phase, rss_mib(self.obs.pid), stats.render_skipped_frames,
+                   stats.render_total_frames, *render)
+        self.samples.append(s)
+        print(f"  {s.t:7.0f} s  {phase:6}  RSS {s.rss_mib:7.1f} MiB  skipped {s.skipped}/{s.total}", flush=True)
+        return s
+
+    def run_phase(self, phase: str, seconds: float, actions: list[str], every: float, t0: float,
+                  speed: float = 1.0) -> None:
+        period = {a: ACTIONS[a] / speed for a in actions}
+        due = {a: time.monotonic() + period[a] for a in actions}
+        next_sample = time.monotonic()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_sample:
+                self.sample(t0, phase)
+                next_sample += every
+            for action in actions:
+                if now >= due[action]:
+                    getattr(self, action)()
+                    self.counters[action] = self.counters.get(action, 0) + 1
+                    due[action] += period[action]
+            wait = min([next_sample, end, *due.values()]) - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if self.obs.crashed:
+                return
+        self.sample(t0, phase)
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def make_clip(size: tuple[int, int], folder: Path) -> Path:
+    out = folder / f"clip-{size[0]}x{size[1]}.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(CLIPS / "help.mkv"), "-vf",
+                    f"scale={size[0]}:{size[1]}", "-c:v", "libx264", "-preset", "ultrafast", str(out)], check=True)
+    return out
+
+
+def phase_figures(samples: list[Sample], phase: str, skip_s: float) -> dict[str, float] | None:
+    """Low points and peaks of the RSS per minute after `skip_s` (warm-up), and render frames, for one phase."""
+    own = [s for s in samples if s.phase == phase]
+    if len(own) < 2:
+        return None
+    start = own[0].t + skip_s
+    late = [s for s in own if s.t >= start] or own
+    minutes: dict[int, list[float]] = {}
+    for s in late:
+        minutes.setdefault(int((s.t - start) // 60), []).append(s.rss_mib)
+    lows = [min(v) for _, v in sorted(minutes.items())]
+    return {"first_low": lows[0], "last_low": lows[-1], "low_growth": lows[-1] - lows[0],
+            "peak": max(s.rss_mib for s in own), "median": statistics.median(s.rss_mib for s in own),
+            "first": own[0].rss_mib, "last": own[-1].rss_mib,
+            "skipped": own[-1].skipped - own[0].skipped, "total": own[-1].total - own[0].total,
+            "render_p99_ms": _nanmedian([s.render_p99_ms for s in own]),
+            "render_max_ms": max((s.render_max_ms for s in own if not math.isnan(s.render_max_ms)), default=math.nan),
+            "wait_max_ms": max((s.wait_max_ms for s in own if not math.isnan(s.wait_max_ms)), default=math.nan)}
+
+
+def _nanmedian(values: list[float]) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return statistics.median(values) if values else math.nan
+
+
+def plot(samples: list[Sample], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"(no plot: pip install matplotlib for {path})")
+        return
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for phase, colour in (("churn", "tab:red"), ("steady", "tab:blue")):
+        own = [s for s in samples if s.phase == phase]
+        if own:
+            ax.plot([s.t / 60 for s in own], [s.rss_mib for s in own], colour, label=phase)
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("OBS RSS (MiB)")
+    ax.set_title("OBS with one AI Background filter")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"RSS plot: {path}")
+
+
+def log_problems(log: str) -> dict[str, int]:
+    ours = [line for line in log.splitlines() if "[obs-rvm]" in line]
+    return {"tracebacks": log.count("Traceback"), "exceptions ignored": log.count("Exception ignored"),
+            "filter errors": sum(1 for line in ours if re.search(r"failed|unexpected|error", line, re.I))}
+
+
+@dataclass
+class Report:
+    samples: list[Sample]
+    counters: dict[str, int]
+    crashed: bool
+    returncode: int | None
+    problems: dict[str, int]
+    backtrace: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.crashed and self.returncode == 0 and not self.problems["tracebacks"]
+
+    def figures(self, phase: str, warmup: float = 0.0) -> dict[str, float] | None:
+        return phase_figures(self.samples, phase, warmup)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--churn-minutes", type=float, default=10.0)
+    p.add_argument("--steady-minutes", type=float, default=0.0)
+    p.add_argument("--actions", default=",".join(ACTIONS), help=f"churn actions, comma-separated, from "
+                   f"{', '.join(ACTIONS)}")
+    p.add_argument("--speed", type=float, default=1.0, help="run the churn schedule this many times faster "
+                   "(rebuilds pile up on each other: the pattern that once crashed OBS)")
+    p.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
+    p.add_argument("--warmup", type=float, default=120.0, help="seconds of the churn left out of low-point growth "
+                   "(the first model preparations, caches filling)")
+    p.add_argument("--out", type=Path, default=None, help="folder for soak.csv, soak.png and the OBS log")
+    p.add_argument("--gdb", action="store_true", help="run OBS under gdb: backtraces of a crash")
+    p.add_argument("--malloc-check", action="store_true", help="glibc heap checks (MALLOC_CHECK_=3)")
+    return p
+
+
+def run(args: argparse.Namespace, out: Path) -> Report:
+    """One OBS, the phases asked for; everything it measured."""
+    actions = [a for a in args.actions.split(",") if a]
+    unknown = set(actions) - set(ACTIONS)
+    if unknown:
+        raise SystemExit(f"unknown action(s) {', '.join(sorted(unknown))}: choose from {', '.join(ACTIONS)}")
+    if MODEL.is_file():  # the shared test model, as the benchmarks use it
+        os.environ.setdefault("OBS_RVM_MODEL", str(MODEL))
+    os.environ.setdefault("OBS_RVM_CACHE_DIR", str(Path(tempfile.gettempdir()) / "obs-rvm-test-cache"))
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        clips = {size: make_clip(size, work) for size in SIZES}
+        env = {"OBS_RVM_STATS_INTERVAL": "10", "PYTHONFAULTHANDLER": "1"}
+        if args.malloc_check:  # glibc 2.34+ checks only with its debug library preloaded
+            debug = next(Path("/usr/lib").glob("*/libc_malloc_debug.so.0"), None)
+            env |= {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165", **({"LD_PRELOAD": str(debug)} if debug else {})}
+        for name in ("OBS_RVM_MODEL", "OBS_RVM_CACHE_DIR"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py",
+                           site_packages=[Path(p) for p in __import__("site").getsitepackages()],
+                           inputs=[media_input("Camera", clips[SIZES[0]], [ai_filter("AI", background="blur")])],
+                           canvas=SIZES[0], env=env, gdb=args.gdb)
+        obs = Obs(config, work / "obs")
+        t0 = time.monotonic()
+        with obs:
+            obs.wait_log(r"'AI' on 'Camera': (keying|.*(error|failed|could not|not found))", 180)
+            soak = Soak(obs, clips, ASTRONAUT, CLIPS / "thanks.mkv")
+            print(f"OBS pid {obs.pid}; churn {args.churn_minutes:g} min ({', '.join(actions) or 'nothing'}, speed "
+                  f"{args.speed:g}), steady {args.steady_minutes:g} min", flush=True)
+            if args.churn_minutes > 0:
+                soak.run_phase("churn", 60 * args.churn_minutes, actions, args.sample, t0, args.speed)
+            if args.steady_minutes > 0 and not obs.crashed:
+                soak.run_phase("steady", 60 * args.steady_minutes, [], args.sample, t0)
+            crashed = obs.crashed
+        log = obs.log_text()
+        stdout = (obs.workdir / "obs-stdout.txt").read_text(errors="replace")
+    (out / "obs-log.txt").write_text(log)
+    (out / "obs-stdout.txt").write_text(stdout)
+    with open(out / "soak.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["seconds", "phase", "rss_mib", "render_skipped", "render_total", "render_p99_ms",
+                         "render_max_ms", "wait_max_ms"])
+        for s in soak.samples:
+            writer.writerow([f"{s.t:.1f}", s.phase, f"{s.rss_mib:.1f}", s.skipped, s.total, s.render_p99_ms,
+                             s.render_max_ms, s.wait_max_ms])
+    crashed = crashed or obs.returncode is None or obs.returncode < 0
+    backtrace = _backtrace(stdout) if crashed or obs.returncode != 0 else ""
+    return Report(soak.samples, soak.counters, crashed, obs.returncode, log_problems(log), backtrace)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
+        report = run(args, out)
+        print(f"\nsamples: {out / 'soak.csv'}")
+        plot(report.samples, out / "soak.png")
+    print(f"actions done: {report.counters}")
+    steady = report.figures("steady")
+    for phase, skip in (("churn", args.warmup), ("steady", 0.0)):
+        f = report.figures(phase, skip)
+        if not f:
+            continue
+        ratio = f", peak/steady median {f['peak'] / steady['median']:.2f}" if steady and phase == "churn" else ""
+        print(f"{phase}: RSS {f['first']:.0f} -> {f['last']:.0f} MiB; per-minute low points {f['first_low']:.0f} -> "
+              f"{f['last_low']:.0f} MiB ({f['low_growth']:+.0f} MiB after {skip:.0f} s); peak {f['peak']:.0f} MiB"
+              f"{ratio}; skipped render frames {f['skipped']}/{f['total']}; filter video_render p99 "
+              f"{f['render_p99_ms']:.1f} ms (median of 20 s windows), longest {f['render_max_ms']:.1f} ms; longest "
+              f"wait from frame start to the filter {f['wait_max_ms']:.1f} ms")
+    print(f"crashes: {int(report.crashed)}; OBS exit code {report.returncode}; "
+          + "; ".join(f"{k}: {v}" for k, v in report.problems.items()))
+    if report.backtrace:
+        print("backtrace:\n" + report.backtrace)
+    print("soak: PASS" if report.ok else "soak: FAIL")
+    return 0 if report.ok else 1
+
+
+def _backtrace(stdout: str) -> str:
+    """What gdb or Python's faulthandler printed about a crash."""
+    at = min((i for i in (stdout.find("Thread "), stdout.find("Fatal Python error"), stdout.find("received signal"))
+              if i >= 0), default=-1)
+    return stdout[at:at + 20000] if at >= 0 else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
