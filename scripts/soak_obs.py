@@ -112,6 +112,20 @@ class Soak:
         c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", {"background": "blur"})
         self.present, self.enabled = True, True
 
+    def restore(self) -> None:
+        """Back to how the soak started (640x480, blur, auto ratio, enabled), so steady figures compare."""
+        c = self.obs.client
+        if not self.present:
+            self.readd()
+        if not self.enabled:
+            self.enabled = True
+            c.set_source_filter_enabled("Camera", "AI", True)
+        self._filter_settings({"background": "blur", "blur": 50, "downsample_ratio": 0.0})
+        if self.size_index:
+            self.size_index = 0
+            c.set_input_settings("Camera", {"local_file": str(self.clips[SIZES[0]])}, True)
+        time.sleep(5)  # let the rebuild finish before measuring
+
     def _filter_settings(self, values: dict) -> None:
         if self.present:
             self.obs.client.set_source_filter_settings("Camera", "AI", values, True)
@@ -166,7 +180,7 @@ def make_clip(size: tuple[int, int], folder: Path) -> Path:
 
 
 def phase_figures(samples: list[Sample], phase: str, skip_s: float) -> dict[str, float] | None:
-    """Low points and peaks of the RSS per minute after `skip_s` (warm-up), and render frames, for one phase."""
+    """Low points of the RSS per whole minute after `skip_s` (warm-up), peaks, and render figures, for one phase."""
     own = [s for s in samples if s.phase == phase]
     if len(own) < 2:
         return None
@@ -175,7 +189,9 @@ def phase_figures(samples: list[Sample], phase: str, skip_s: float) -> dict[str,
     minutes: dict[int, list[float]] = {}
     for s in late:
         minutes.setdefault(int((s.t - start) // 60), []).append(s.rss_mib)
-    lows = [min(v) for _, v in sorted(minutes.items())]
+    # Whole minutes only: a last sample or two on their own say nothing about the minute's low point.
+    whole = {m: v for m, v in minutes.items() if start + 60 * (m + 1) <= own[-1].t + 1} or minutes
+    lows = [min(v) for _, v in sorted(whole.items())]
     return {"first_low": lows[0], "last_low": lows[-1], "low_growth": lows[-1] - lows[0],
             "peak": max(s.rss_mib for s in own), "median": statistics.median(s.rss_mib for s in own),
             "first": own[0].rss_mib, "last": own[-1].rss_mib,
@@ -267,7 +283,7 @@ def run(args: argparse.Namespace, out: Path) -> Report:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         clips = {size: make_clip(size, work) for size in SIZES}
-        env = {"OBS_RVM_STATS_INTERVAL": "10", "PYTHONFAULTHANDLER": "1"}
+        env = {"OBS_RVM_STATS_INTERVAL": "2", "PYTHONFAULTHANDLER": "1"}
         if args.malloc_check:  # glibc 2.34+ checks only with its debug library preloaded
             debug = next(Path("/usr/lib").glob("*/libc_malloc_debug.so.0"), None)
             env |= {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165", **({"LD_PRELOAD": str(debug)} if debug else {})}
@@ -288,6 +304,8 @@ def run(args: argparse.Namespace, out: Path) -> Report:
             if args.churn_minutes > 0:
                 soak.run_phase("churn", 60 * args.churn_minutes, actions, args.sample, t0, args.speed)
             if args.steady_minutes > 0 and not obs.crashed:
+                if args.churn_minutes > 0:
+                    soak.restore()
                 soak.run_phase("steady", 60 * args.steady_minutes, [], args.sample, t0)
             crashed = obs.crashed
         log = obs.log_text()
