@@ -281,3 +281,12 @@ def test_frame_path_moves_the_frame_and_swaps_states(engine_parts):
     assert engine._io.states() == first[::-1]
     assert engine._io.host(FRAME).shape == (HEIGHT, WIDTH, 4)
     engine.close()
+
+
+def test_out_of_device_memory_while_allocating_frees_what_was_allocated(engine_parts):
+    cuda = engine_parts.cuda
+    cuda.fail["mem_alloc"] = cuda.MemoryError("cuMemAlloc failed: out of memory")
+    with pytest.raises(BackendError, match="^GPU out of memory while loading the TensorRT engine"):
+        trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    assert cuda.host_allocations and all(a.freed for a in cuda.host_allocations) and cuda.leaked == []
+    assert cuda.context.detached and cuda.current == []

@@ -73,15 +73,20 @@ class DeviceIO:
         self._cuda = cuda
         self._device_allocations: list = []
         self._host: dict[str, np.ndarray] = {}
+        self.device: dict[str, object] = {}
+        self._states: list[list] = []
+        self._turn = 0
         self.stream = cuda.Stream()
         self._events = [cuda.Event() for _ in range(len(STAGES) + 1)]
-        self.device: dict[str, object] = {}
-        for name, (shape, dtype) in streamed.items():
-            self._host[name] = cuda.pagelocked_empty(tuple(shape), dtype)
-            self.device[name] = self._alloc(nbytes(shape, dtype))
-        self.state_bytes = [nbytes(shape, dtype) for shape, dtype in states]
-        self._states = [[self._alloc(size) for size in self.state_bytes] for _ in range(2)]
-        self._turn = 0
+        try:
+            for name, (shape, dtype) in streamed.items():
+                self._host[name] = cuda.pagelocked_empty(tuple(shape), dtype)
+                self.device[name] = self._alloc(nbytes(shape, dtype))
+            self.state_bytes = [nbytes(shape, dtype) for shape, dtype in states]
+            self._states = [[self._alloc(size) for size in self.state_bytes] for _ in range(2)]
+        except BaseException:
+            self.free()  # what was allocated before the failure (out of memory, usually)
+            raise
 
     def _alloc(self, size: int):
         allocation = self._cuda.mem_alloc(size)

@@ -121,8 +121,9 @@ def _is_out_of_memory(messages: list[str]) -> bool:
 
 
 def _trt_logger(trt):
-    """A logger for one engine (TensorRT 8.2+ ties a logger to each builder and runtime, and to what they create):
-    it keeps that engine's last errors and warnings, so its failures say why and two engines (two filters) never see
+    """A logger for one engine. Since TensorRT 8.2 the logger given to a builder or runtime is the one used for all
+    it creates (only the global getLogger() of plugins keeps the first, and TensorRT warns that it does), so each
+    engine keeps its own last errors and warnings: its failures say why, and two engines (two filters) never report
     each other's. TensorRT may call it from its own threads."""
     severity = trt.ILogger.Severity
 
