@@ -157,7 +157,7 @@ def step_env(home: Path, bin_dir: Path, driver_dir: Path | None) -> dict[str, st
     keep = ("LANG", "LC_ALL", "TMPDIR", "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy")
     env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("PIP_")}
     env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
-    env.update(HOME=str(home), PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+    env.update(HOME=str(home), PATH=f"{bin_dir}:/usr/bin:/bin",
                XDG_CACHE_HOME=str(Path(os.environ["OBS_RVM_CACHE_DIR"]) / "xdg"))
     if driver_dir:
         env["LD_LIBRARY_PATH"] = str(driver_dir)
@@ -173,8 +173,12 @@ def fresh_venv(path: Path) -> Path:
 def test_gpu_step_builds_pycuda_without_a_cuda_toolkit(tmp_path):
     bin_dir = fake_nvidia_smi(tmp_path / "bin", "NVIDIA GeForce RTX 3060", "550.120", "12.4", "8.6")
     env = step_env(tmp_path / "home", bin_dir, tmp_path / "driver")
-    if any(shutil.which(tool, path=env["PATH"]) for tool in ("nvcc",)) or Path("/usr/local/cuda").exists():
-        pytest.skip("a CUDA toolkit is installed here: this test is about PCs without one")
+    # A toolkit elsewhere on this machine (/usr/local/cuda) must be invisible to the build: no nvcc on the PATH (pycuda
+    # would take its folder as CUDA_ROOT) and no cuda.h where the compiler looks by itself.
+    visible = subprocess.run(["gcc", "-E", "-x", "c", "-"], input="#include <cuda.h>\n", capture_output=True,
+                             text=True, env=env).returncode == 0
+    if shutil.which("nvcc", path=env["PATH"]) or visible:
+        pytest.skip("a CUDA toolkit is visible to the compiler here: this test is about PCs without one")
     (tmp_path / "home").mkdir()
     python = fresh_venv(tmp_path / "venv")
     packages = cuda.GpuPackages((12, 4))
@@ -197,6 +201,7 @@ def test_gpu_step_builds_pycuda_without_a_cuda_toolkit(tmp_path):
     linked = subprocess.run(["ldd", str(module)], capture_output=True, text=True, env=env).stdout
     assert f"libcuda.so.1 => {tmp_path / 'driver' / 'libcuda.so.1'}" in linked
     assert "curand" not in linked and "cudart" not in linked, "nothing but the driver at run time (inside OBS)"
+    assert "/usr/local/cuda" not in linked
     no_driver = subprocess.run([str(python), "-c", "import pycuda.driver"], capture_output=True, text=True,
                                env=step_env(tmp_path / "home", bin_dir, None))
     assert "libcuda.so.1: cannot open shared object file" in no_driver.stderr
