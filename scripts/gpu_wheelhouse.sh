@@ -23,11 +23,16 @@ done
 HOST_PY="$(command -v python3)"
 [ -x "$ROOT/.venv/bin/python" ] && HOST_PY="$ROOT/.venv/bin/python"
 
-find_python() {  # python3.X on the PATH, else a pyenv one
+find_python() {  # a python3.X that has its C headers: the system's, else one on the PATH, else a pyenv one
   local v="$1" p
-  p="$(command -v "python$v" 2>/dev/null || true)"
-  if [ -z "$p" ]; then p="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/"python$v" 2>/dev/null | tail -1)"; fi
-  [ -n "$p" ] && "$p" -c 'import sysconfig, os, sys; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null && echo "$p"
+  for p in "/usr/bin/python$v" "$(command -v "python$v" 2>/dev/null || true)" \
+           $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/"python$v" 2>/dev/null | sort -V | tail -1); do
+    [ -n "$p" ] && [ -x "$p" ] || continue
+    if "$p" -c 'import sysconfig, os, sys; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+      echo "$p"; return 0
+    fi
+  done
+  return 1
 }
 
 rm -rf "$OUT"
