@@ -19,11 +19,12 @@ from pathlib import Path
 from . import __version__
 from .environment import environment_file, read_environment
 from .errors import ObsRvmError
-from .install import obs, scenes, system
+from .install import cuda, obs, scenes, system
 from .install.transaction import read_state
 
 OK, FAIL, WARN, NA = "ok", "FAIL", "warn", "--"
-MODULES = {"opencv-python": "cv2", "opencv-python-headless": "cv2", "pycuda": "pycuda.driver", "cuda-python": "cuda"}
+MODULES = {"opencv-python": "cv2", "opencv-python-headless": "cv2", "pycuda": "pycuda.driver", "cuda-python": "cuda",
+           "tensorrt-cu12": "tensorrt", "tensorrt-cu13": "tensorrt"}
 """Distribution name -> module to import, where they differ beyond '-' vs '_'."""
 
 
@@ -145,11 +146,16 @@ def check_gpu() -> Iterator[Check]:
         yield Check(FAIL, "GPU", f"nvidia-smi is installed but fails: {gpu.error}",
                     "reinstall or update the NVIDIA driver (e.g. sudo apt-get install nvidia-driver), then reboot")
     else:
-        yield Check(OK, "GPU", f"{', '.join(gpu.names)}, driver {gpu.driver}, CUDA {gpu.cuda or '?'}")
-        for dist in requirements("gpu"):
-            ok, detail = import_check(dist)
-            yield Check(OK if ok else FAIL, dist, detail,
-                        "" if ok else f"{installer_command()} (installs the GPU packages when nvidia-smi works)")
+        packages, why = cuda.for_gpu(gpu)
+        found = f"{', '.join(gpu.names)}, driver {gpu.driver}, CUDA {gpu.cuda or '?'}"
+        if packages is None:
+            yield Check(WARN, "GPU", f"{found}: {why}: the filter runs on the CPU")
+        else:
+            yield Check(OK, "GPU", found)
+            for dist in requirements(packages.extra):
+                ok, detail = import_check(dist)
+                yield Check(OK if ok else FAIL, dist, detail,
+                            "" if ok else f"{installer_command()} (installs the GPU packages when nvidia-smi works)")
     try:
         candidates, skipped = plan("auto")
     except ObsRvmError as e:

@@ -136,11 +136,14 @@ def test_session_reports_the_backend_and_why_better_ones_were_skipped():
     session.close()
 
 
-@pytest.mark.parametrize(("capability", "fast"), [((5, 2), False), ((5, 3), True), ((6, 0), True), ((6, 1), False),
-                                                  ((6, 2), True), ((7, 0), True), ((7, 5), True), ((8, 9), True),
-                                                  ((12, 0), True)])
-def test_fp16_only_where_the_gpu_has_fast_fp16(capability, fast):
-    assert GpuInfo("GPU", capability).fast_fp16 is fast
+@pytest.mark.parametrize(("capability", "fast"), [((5, 2), False), ((5, 3), False), ((6, 0), False), ((6, 1), False),
+                                                  ((6, 2), False), ((7, 0), False), ((7, 2), False), ((7, 5), True),
+                                                  ((8, 9), True), ((12, 0), True)])
+def test_tensorrt_fp16_only_on_gpus_tensorrt_supports(capability, fast):
+    """TensorRT 10.5+ runs on 7.5+ only, where FP16 is full rate: older GPUs, full-rate FP16 or not, get no FP16
+    TensorRT engine (they get no TensorRT at all)."""
+    gpu = GpuInfo("GPU", capability)
+    assert gpu.fast_fp16 is fast and gpu.tensorrt_supported is fast
 
 
 def test_gpu_candidates_get_rvms_512_px_guidance():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 import pytest
 
@@ -21,7 +20,7 @@ from obs_rvm.graph import BACKGROUND, GraphSpec, PreparedGraph, Variant, prepare
 from obs_rvm.matting import MattingSession, SessionOptions
 from obs_rvm.models import resolve_model
 
-from paths import CLIPS
+import clips
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(bool(availability()[1]),
                                                   reason="TensorRT cannot run here: " + "; ".join(availability()[1]))]
@@ -30,20 +29,7 @@ WIDTH, HEIGHT, RATIO = 640, 480, 0.375
 
 
 def clip_frames(count: int) -> Iterator[np.ndarray]:
-    """`count` consecutive RGBA frames, clip after clip (scene cuts included, as in real use)."""
-    produced = 0
-    while True:
-        for clip in ("again.mkv", "book.mkv", "help.mkv", "thanks.mkv"):
-            cap = cv2.VideoCapture(str(CLIPS / clip))
-            while produced < count:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                produced += 1
-                yield cv2.cvtColor(cv2.resize(bgr, (WIDTH, HEIGHT)), cv2.COLOR_BGR2RGBA)
-            cap.release()
-            if produced >= count:
-                return
+    return clips.clip_frames(count, WIDTH, HEIGHT)
 
 
 def graph_for(variant: Variant, fp16: bool) -> PreparedGraph:
@@ -157,9 +143,8 @@ def test_runs_from_another_thread_and_allocates_nothing_per_frame():
         for i, frame in enumerate(frames):
             engine.run(frame, extra)
             if i in (9, 59):
-                engine._ctx.push()
-                free.append(cuda.mem_get_info()[0])
-                cuda.Context.pop()
+                with engine._ctx.current():
+                    free.append(cuda.mem_get_info()[0])
 
     worker = threading.Thread(target=work)
     worker.start()

@@ -16,6 +16,8 @@ from functools import lru_cache
 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
 CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
 DRIVER_LIBRARY = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+MIN_TENSORRT_CAPABILITY = (7, 5)
+"""TensorRT 10.5 and later support Turing (7.5) and newer only: Volta (7.0) and Pascal (6.x) were dropped."""
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,15 @@ class GpuInfo:
     compute_capability: tuple[int, int]
 
     @property
+    def tensorrt_supported(self) -> bool:
+        return self.compute_capability >= MIN_TENSORRT_CAPABILITY
+
+    @property
     def fast_fp16(self) -> bool:
-        # CUDA programming guide, arithmetic throughput table: full-rate FP16 on 5.3, 6.0, 6.2 and 7.0+;
-        # 6.1 (consumer Pascal) runs FP16 at 1/64 rate, slower than FP32.
-        return self.compute_capability >= (7, 0) or self.compute_capability in ((5, 3), (6, 0), (6, 2))
+        """Whether TensorRT should build FP16 here. Every GPU TensorRT 10.5+ supports (7.5+) runs FP16 at full rate
+        or better (CUDA programming guide, throughput table); the older full-rate ones (5.3, 6.0, 6.2, 7.0) are not
+        TensorRT's any more, and 6.1 runs FP16 at 1/64 rate."""
+        return self.tensorrt_supported
 
     def describe(self) -> str:
         major, minor = self.compute_capability

@@ -3,11 +3,11 @@
 Written against TensorRT 10+ named-tensor API (set_input_shape, set_tensor_address, execute_async_v3) and strongly
 typed networks, so TensorRT 10.x and 11.x build the same engine: precision comes from the graph (see fp16.py), not
 from builder flags (TensorRT 11 removed BuilderFlag.FP16). pycuda provides device memory, pinned host buffers, the
-stream and the events that time each stage.
+stream and the events that time each stage (device_io.py).
 
 Everything is allocated once per engine. Per frame only the RGBA frame goes up and the keyed frame comes down;
-background inputs go up only when a different array object arrives; RVM's recurrent state never leaves the GPU: two
-buffer sets swap roles each frame (this frame's r*o is the next frame's r*i).
+background inputs go up only when a different array object arrives; RVM's recurrent state never leaves the GPU.
+Each engine has its own TensorRT logger, so two filters (two cameras) each report their own errors.
 
 tensorrt and pycuda are imported only when needed, so this module loads (and explains their absence) anywhere.
 """
@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import BackendError, InputError
 from ..graph import FRAME, GRAPH_VERSION, OUTPUT, STATE_INPUTS, STATE_OUTPUTS, PreparedGraph
 from .base import Engine
-from .gpu import GpuInfo, find_gpu
+from .device_io import DeviceIO, PrimaryContext, cuda_errors
+from .gpu import MIN_TENSORRT_CAPABILITY, GpuInfo, find_gpu
 from .trt_cache import EngineCache
 
 log = logging.getLogger("obs_rvm")
@@ -33,7 +34,7 @@ StatusFn = Callable[[str], None]
 MIN_TENSORRT = 10
 WORKSPACE_BYTES = 1 << 30
 """Scratch memory TensorRT may use while choosing kernels; RVM needs far less, and 1 GiB fits 4 GB cards."""
-INSTALL_HINT = "pip install 'obs-rvm[gpu]'"
+INSTALL_HINT = "installer/install.sh sets them up, or pip install 'obs-rvm[gpu]' with the CUDA toolkit"
 PROGRESS_INTERVAL_S = 2.0
 
 
@@ -79,6 +80,10 @@ def availability() -> tuple[GpuInfo | None, list[str]]:
     gpu, why = find_gpu()
     if gpu is None:
         reasons.append(why)
+    elif not gpu.tensorrt_supported:
+        major, minor = MIN_TENSORRT_CAPABILITY
+        reasons.append(f"{gpu.describe()} is too old for TensorRT 10.5+ (it needs compute capability {major}.{minor} "
+                       f"or newer: Turing, GeForce 16/RTX 20 and later)")
     return gpu, reasons
 
 
@@ -105,37 +110,69 @@ def out_of_memory_message(graph: PreparedGraph, during: str) -> str:
             f"the resolution or the downsample ratio, or close other programs using the GPU")
 
 
+OUT_OF_MEMORY = ("out of memory", "outofmemory", "could not be allocated", "not enough free memory")
+"""TensorRT's wordings: "Error Code 2: OutOfMemory (...)", "Requested amount of GPU memory (N bytes) could not be
+allocated. There may not be enough free memory for allocation to succeed." (the latter logged as a WARNING)."""
+
+
 def _is_out_of_memory(messages: list[str]) -> bool:
     text = " ".join(messages).lower()
-    return any(s in text for s in ("out of memory", "could not be allocated", "not enough free memory"))
-
-
-_logger = None
+    return any(s in text for s in OUT_OF_MEMORY)
 
 
 def _trt_logger(trt):
-    """One logger for the process (TensorRT ties a logger to each builder and runtime); it keeps the last errors
-    so failures can say why."""
-    global _logger
-    if _logger is None:
-        severity = trt.ILogger.Severity
+    """A logger for one engine. Since TensorRT 8.2 the logger given to a builder or runtime is the one used for all
+    it creates (only the global getLogger() of plugins keeps the first, and TensorRT warns that it does), so each
+    engine keeps its own last errors and warnings: its failures say why, and two engines (two filters) never report
+    each other's. TensorRT may call it from its own threads."""
+    severity = trt.ILogger.Severity
 
-        class Logger(trt.ILogger):
-            def __init__(self) -> None:
-                trt.ILogger.__init__(self)
-                self.errors: list[str] = []
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self._lock = threading.Lock()
+            self.errors: list[str] = []
+            self.warnings: list[str] = []
 
-            def log(self, level, message) -> None:
-                if level in (severity.INTERNAL_ERROR, severity.ERROR):
+        def log(self, level, message) -> None:
+            if level in (severity.INTERNAL_ERROR, severity.ERROR):
+                with self._lock:
                     self.errors = [*self.errors[-9:], message]
-                    log.warning("TensorRT: %s", message)  # the BackendError that follows is the error
-                elif level == severity.WARNING:
-                    log.info("TensorRT: %s", message)
-                else:
-                    log.debug("TensorRT: %s", message)
+                log.warning("TensorRT: %s", message)  # the BackendError that follows is the error
+            elif level == severity.WARNING:
+                with self._lock:
+                    self.warnings = [*self.warnings[-9:], message]
+                log.info("TensorRT: %s", message)
+            else:
+                log.debug("TensorRT: %s", message)
 
-        _logger = Logger()
-    return _logger
+        def clear(self) -> None:
+            with self._lock:
+                self.errors, self.warnings = [], []
+
+        def reason(self) -> str:
+            return "; ".join(self.errors) or "no reason given"
+
+        def out_of_memory(self) -> bool:
+            return _is_out_of_memory(self.errors + self.warnings)
+
+    return Logger()
+
+
+def _create(factory, logger, what: str):
+    """trt.Builder / trt.Runtime. When CUDA cannot start, TensorRT logs why and its binding raises pybind11's
+    TypeError ("... factory function returned nullptr"): that becomes a BackendError with TensorRT's reason."""
+    try:
+        return factory(logger)
+    except TypeError as e:
+        raise BackendError(f"TensorRT could not create its {what}: {'; '.join(logger.errors) or e}") from e
+
+
+def _network_flags(trt) -> int:
+    """Strongly typed: the graph's own types decide precision. Always on in TensorRT 11, which accepts the flag; a
+    release without the enum member gets no flags (then strong typing is the only mode)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
 
 
 def _progress_monitor(trt, report: StatusFn, label: str):
@@ -178,16 +215,16 @@ def _progress_monitor(trt, report: StatusFn, label: str):
     return Monitor()
 
 
-def build_engine(graph: PreparedGraph, gpu: GpuInfo, *, on_status: StatusFn, cache: EngineCache) -> bytes:
+def build_engine(graph: PreparedGraph, gpu: GpuInfo, *, on_status: StatusFn, cache: EngineCache,
+                 logger=None) -> bytes:
     """Build the serialized engine for a prepared graph (tens of seconds), reusing and updating the timing cache."""
     trt = _import_tensorrt()
-    logger = _trt_logger(trt)
-    logger.errors = []
+    logger = logger or _trt_logger(trt)
+    logger.clear()
     spec = graph.spec
     label = f"building TensorRT engine ({spec.width}x{spec.height}, {'FP16' if spec.fp16 else 'FP32'})"
-    builder = trt.Builder(logger)
-    # Strongly typed: the graph's own types decide precision. Accepted (and ignored, always on) by TensorRT 11.
-    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    builder = _create(trt.Builder, logger, "builder")
+    network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(graph.path)):
         errors = "; ".join(parser.get_error(i).desc() for i in range(parser.num_errors))
@@ -206,9 +243,9 @@ def build_engine(graph: PreparedGraph, gpu: GpuInfo, *, on_status: StatusFn, cac
     config.progress_monitor = _progress_monitor(trt, on_status, label)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        if _is_out_of_memory(logger.errors):
+        if logger.out_of_memory():
             raise BackendError(out_of_memory_message(graph, "while building the TensorRT engine"))
-        raise BackendError(f"TensorRT engine build failed: {'; '.join(logger.errors) or 'no reason given'}")
+        raise BackendError(f"TensorRT engine build failed: {logger.reason()}")
     try:
         timing_store.store(timing_fields, bytes(config.get_timing_cache().serialize()))
     except OSError as e:
@@ -232,31 +269,19 @@ class TensorRTEngine(Engine):
         trt, cuda = _import_tensorrt(), _import_pycuda()
         self._cuda = cuda
         self._logger = _trt_logger(trt)
-        self._allocations: list = []
+        self._io: DeviceIO | None = None
         self._context = self._engine = None
+        oom = out_of_memory_message(graph, "while loading the TensorRT engine")
+        with cuda_errors(cuda, f"starting on {gpu.name}", oom):
+            self._ctx = PrimaryContext(cuda)
         try:
-            cuda.init()
-            # The device's primary context is the one TensorRT (CUDA runtime API) uses; pushing it around each call
-            # lets any thread drive the engine.
-            self._ctx = cuda.Device(0).retain_primary_context()
-        except cuda.Error as e:
-            raise BackendError(f"CUDA could not start on {gpu.name}: {e}") from e
-        self._ctx.push()
-        try:
-            try:
-                self._load(trt, cache or EngineCache(), on_status or (lambda message: None))
-                self._allocate()
-            except BaseException:
-                self._free()
-                raise
-            finally:
-                cuda.Context.pop()
-        except cuda.MemoryError as e:
-            self._ctx.detach()
-            raise BackendError(out_of_memory_message(graph, "while loading the TensorRT engine")) from e
-        except cuda.Error as e:
-            self._ctx.detach()
-            raise BackendError(f"CUDA error while loading the TensorRT engine: {e}") from e
+            with cuda_errors(cuda, "while loading the TensorRT engine", oom), self._ctx.current():
+                try:
+                    self._load(trt, cache or EngineCache(), on_status or (lambda message: None))
+                    self._allocate()
+                except BaseException:
+                    self._free()
+                    raise
         except BaseException:
             self._ctx.detach()
             raise
@@ -271,31 +296,36 @@ class TensorRTEngine(Engine):
             on_status(f"building TensorRT engine for {spec.width}x{spec.height} "
                       f"({'FP16' if spec.fp16 else 'FP32'}): about a minute, once; it is cached for next time")
             started = time.monotonic()
-            payload = build_engine(graph, self.gpu, on_status=on_status, cache=cache)
+            payload = build_engine(graph, self.gpu, on_status=on_status, cache=cache, logger=logger)
             on_status(f"TensorRT engine built in {time.monotonic() - started:.0f} s")
             return payload
 
-        runtime = trt.Runtime(logger)
+        runtime = _create(trt.Runtime, logger, "runtime")
         payload, self.built = cache.get_or_build(fields, build)
-        logger.errors = []
+        logger.clear()
         engine = runtime.deserialize_cuda_engine(payload)
+        if engine is None and logger.out_of_memory():
+            # Not the file's fault: keep it for when the memory is there.
+            raise BackendError(out_of_memory_message(graph, "while loading the TensorRT engine"))
         if engine is None and not self.built:
             # Intact file, same key, yet TensorRT refuses it (e.g. a driver update): rebuild once.
             log.warning("cached TensorRT engine %s could not be loaded (%s): rebuilding it",
-                        cache.path(fields).name, "; ".join(logger.errors) or "no reason given")
+                        cache.path(fields).name, logger.reason())
             cache.discard(fields)
             payload, self.built = cache.get_or_build(fields, build)
-            logger.errors = []
+            logger.clear()
             engine = runtime.deserialize_cuda_engine(payload)
         if engine is None:
-            raise BackendError(f"TensorRT could not load the engine: {'; '.join(logger.errors) or 'no reason given'}")
+            if logger.out_of_memory():
+                raise BackendError(out_of_memory_message(graph, "while loading the TensorRT engine"))
+            raise BackendError(f"TensorRT could not load the engine: {logger.reason()}")
         self._engine = engine
         self._check_io(trt, engine)
         context = engine.create_execution_context()
         if context is None:
-            if _is_out_of_memory(logger.errors):
+            if logger.out_of_memory():
                 raise BackendError(out_of_memory_message(graph, "while creating the TensorRT execution context"))
-            raise BackendError(f"TensorRT could not create an execution context: {'; '.join(logger.errors)}")
+            raise BackendError(f"TensorRT could not create an execution context: {logger.reason()}")
         self._context = context
 
     def _check_io(self, trt, engine) -> None:
@@ -314,137 +344,101 @@ class TensorRTEngine(Engine):
             raise BackendError(f"the TensorRT engine lacks {', '.join(sorted(set(expected) - set(names)))}")
 
     def _allocate(self) -> None:
-        cuda, graph = self._cuda, self.graph
+        graph = self.graph
         for i, o in zip(STATE_INPUTS, STATE_OUTPUTS, strict=True):
             if graph.inputs[i] != graph.outputs[o]:
                 raise BackendError(f"state {i} and {o} differ in shape: not an RVM graph")
-
-        def nbytes(shape, dtype) -> int:
-            return int(np.prod(shape)) * np.dtype(dtype).itemsize
-
-        def device(size: int):
-            allocation = cuda.mem_alloc(size)
-            self._allocations.append(allocation)
-            return allocation
-
-        self._stream = cuda.Stream()
-        self._events = [cuda.Event() for _ in range(4)]
-        self._host: dict[str, np.ndarray] = {}
-        self._device: dict[str, object] = {}
-        streamed = [name for name in graph.inputs if name not in STATE_INPUTS] + [OUTPUT]
         table = {**graph.inputs, **graph.outputs}
-        for name in streamed:
-            shape, dtype = table[name]
-            self._host[name] = cuda.pagelocked_empty(shape, dtype)
-            self._device[name] = device(nbytes(shape, dtype))
+        streamed = [name for name in graph.inputs if name not in STATE_INPUTS] + [OUTPUT]
+        self._io = io = DeviceIO(self._cuda, {name: table[name] for name in streamed},
+                                 [graph.inputs[name] for name in STATE_INPUTS])
         self._extra_names = [name for name in graph.inputs if name not in STATE_INPUTS and name != FRAME]
         self._uploaded: dict[str, np.ndarray] = {}
-        self._state_bytes = [nbytes(*graph.inputs[name]) for name in STATE_INPUTS]
-        self._states = [[device(size) for size in self._state_bytes] for _ in range(2)]
-        self._turn = 0
         for name in graph.inputs:
             if not self._context.set_input_shape(name, tuple(graph.inputs[name][0])):
                 raise BackendError(f"TensorRT rejected the shape of input {name}")
         for name in streamed:
-            if not self._context.set_tensor_address(name, int(self._device[name])):
+            if not self._context.set_tensor_address(name, int(io.device[name])):
                 raise BackendError(f"TensorRT rejected the address of {name}")
-        self._zero_states()
-
-    def _zero_states(self) -> None:
-        for buffers in self._states:
-            for buffer, size in zip(buffers, self._state_bytes, strict=True):
-                self._cuda.memset_d8_async(buffer, 0, size, self._stream)
-        self._stream.synchronize()
+        io.zero_states()
 
     # -- the frame path ------------------------------------------------------------------------------------------
 
+    def _check_extra(self, extra: Mapping[str, np.ndarray]) -> None:
+        """Every extra input is checked before anything is queued, so a bad one leaves no copy in flight."""
+        assert self._io is not None
+        for name in self._extra_names:
+            array = extra.get(name)
+            if array is None:
+                raise InputError(f"the prepared graph needs the '{name}' input (background source and graph differ)")
+            host = self._io.host(name)
+            if array.shape != host.shape or array.dtype != host.dtype:
+                raise InputError(f"'{name}' must be {host.dtype} {host.shape}, got {array.dtype} {array.shape}")
+
     def run(self, frame: np.ndarray, extra: Mapping[str, np.ndarray]) -> np.ndarray:
         self.check_frame(frame)
-        if self._context is None:
+        if self._context is None or self._io is None:
             raise BackendError("the TensorRT engine is closed")
-        cuda, stream, events = self._cuda, self._stream, self._events
-        self._ctx.push()
-        try:
-            np.copyto(self._host[FRAME], frame)
-            events[0].record(stream)
-            cuda.memcpy_htod_async(self._device[FRAME], self._host[FRAME], stream)
+        self._check_extra(extra)
+        io, logger = self._io, self._logger
+        oom = out_of_memory_message(self.graph, "while keying a frame")
+        with cuda_errors(self._cuda, "while keying a frame", oom), self._ctx.current():
+            io.mark(0)
+            io.upload(FRAME, frame)
             for name in self._extra_names:
-                self._upload_extra(name, extra.get(name))
-            events[1].record(stream)
-            current, following = self._states[self._turn], self._states[1 - self._turn]
+                array = extra[name]
+                if array is not self._uploaded.get(name):  # sources hand over the same object until it changes
+                    io.upload(name, array)
+                    self._uploaded[name] = array
+            io.mark(1)
+            current, following = io.states()
             for name, buffer in zip(STATE_INPUTS, current, strict=True):
                 self._context.set_tensor_address(name, int(buffer))
             for name, buffer in zip(STATE_OUTPUTS, following, strict=True):
                 self._context.set_tensor_address(name, int(buffer))
-            logger = self._logger
-            logger.errors = []
-            if not self._context.execute_async_v3(stream.handle):
-                stream.synchronize()
-                if _is_out_of_memory(logger.errors):
-                    raise BackendError(out_of_memory_message(self.graph, "while keying a frame"))
-                raise BackendError(f"TensorRT inference failed: {'; '.join(logger.errors) or 'no reason given'}")
-            events[2].record(stream)
-            cuda.memcpy_dtoh_async(self._host[OUTPUT], self._device[OUTPUT], stream)
-            events[3].record(stream)
-            stream.synchronize()
-            self._turn = 1 - self._turn
-        except cuda.MemoryError as e:
-            raise BackendError(out_of_memory_message(self.graph, "while keying a frame")) from e
-        except cuda.Error as e:
-            raise BackendError(f"CUDA error while keying a frame: {e}") from e
-        finally:
-            cuda.Context.pop()
-        return self._host[OUTPUT]
-
-    def _upload_extra(self, name: str, array: np.ndarray | None) -> None:
-        if array is None:
-            raise InputError(f"the prepared graph needs the '{name}' input (background source and graph differ)")
-        if array is self._uploaded.get(name):
-            return  # background sources hand over the same object until something changes
-        host = self._host[name]
-        if array.shape != host.shape or array.dtype != host.dtype:
-            raise InputError(f"'{name}' must be {host.dtype} {host.shape}, got {array.dtype} {array.shape}")
-        np.copyto(host, array)
-        self._cuda.memcpy_htod_async(self._device[name], host, self._stream)
-        self._uploaded[name] = array
+            logger.clear()
+            if not self._context.execute_async_v3(io.stream.handle):
+                io.stream.synchronize()
+                if logger.out_of_memory():
+                    raise BackendError(oom)
+                raise BackendError(f"TensorRT inference failed: {logger.reason()}")
+            io.mark(2)
+            out = io.download(OUTPUT)
+            io.swap()
+        return out
 
     def stage_ms(self) -> dict[str, float]:
         """GPU time of the last frame's stages, from CUDA events: upload, inference + composite, download."""
-        events = self._events
-        self._ctx.push()
-        try:
-            return {"upload": events[0].time_till(events[1]), "infer": events[1].time_till(events[2]),
-                    "download": events[2].time_till(events[3])}
-        finally:
-            self._cuda.Context.pop()
+        if self._io is None:
+            raise BackendError("the TensorRT engine is closed")
+        with cuda_errors(self._cuda, "while reading the stage timings", "GPU out of memory"), self._ctx.current():
+            return self._io.stage_ms()
 
     def reset(self) -> None:
-        if self._context is None:
+        if self._io is None:
             return
-        self._ctx.push()
-        try:
-            self._zero_states()
-        finally:
-            self._cuda.Context.pop()
+        oom = out_of_memory_message(self.graph, "while resetting the recurrent state")
+        with cuda_errors(self._cuda, "while resetting the recurrent state", oom), self._ctx.current():
+            self._io.zero_states()
 
     def close(self) -> None:
-        if self._context is None:
+        """Free everything while the context is current, then detach. The frame the last `run` returned lives in
+        pinned memory freed here: callers copy what they keep (as Engine.run says)."""
+        if self._context is None and self._io is None:
             return
-        self._ctx.push()
         try:
-            self._free()
+            with cuda_errors(self._cuda, "while closing the TensorRT engine", "GPU out of memory"), \
+                    self._ctx.current():
+                self._free()
         finally:
-            self._cuda.Context.pop()
             self._ctx.detach()
 
     def _free(self) -> None:
-        """Release device memory, CUDA objects and TensorRT objects while the context is current. The caller may
-        still hold the last output frame: its pinned buffer is freed when that reference goes."""
-        for allocation in self._allocations:
-            allocation.free()
-        self._allocations = []
-        self._context = self._engine = None
+        """Release the buffers, then TensorRT's context and engine, while the CUDA context is current."""
+        io, self._io = self._io, None
         self._uploaded = {}
-        self._host = {}
-        self._stream = None
-        self._events = []
+        try:
+            if io is not None:
+                io.free()
+        finally:
+            self._context = self._engine = None

@@ -19,7 +19,7 @@ from .. import __version__
 from ..environment import config_dir as rvm_config_dir
 from ..environment import environment_file
 from ..errors import ObsRvmError, SetupError
-from . import layout, obs, pyenv, scenes, system
+from . import cuda, layout, obs, pyenv, scenes, system
 from .transaction import Transaction, make_dir, read_state, write_state
 from .uninstall import uninstall
 
@@ -32,7 +32,9 @@ HELP = """\
 Sets up obs-rvm (the AI Background filter) for the OBS Studio installed on this machine:
   1. finds OBS (Debian/Ubuntu package, the OBS Project PPA, or --obs PATH) and the Python its scripting embeds;
   2. creates a virtual environment with that same Python version in ~/.local/share/obs-rvm/venv and installs
-     obs-rvm into it (with the NVIDIA GPU packages when nvidia-smi finds a GPU, CPU-only otherwise);
+     obs-rvm into it; when nvidia-smi finds a supported NVIDIA GPU, also TensorRT for the driver's CUDA (12 or
+     13) and pycuda, compiled here against NVIDIA's CUDA header wheels (no CUDA toolkit needed; g++ and
+     python3.X-dev are, installed when run as root); CPU-only otherwise;
   3. downloads and verifies the default model (or uses --model), and with a GPU pre-builds the TensorRT engines
      for 1280x720 and 1920x1080;
   4. writes ~/.config/obs-rvm/environment.json, which tells the OBS script where all this is, and links
@@ -92,8 +94,9 @@ class Installer:
         self.python = pyenv.find_python(self.obs.python_version, args.python)
         say("Python", f"{self.python} (the version OBS embeds)")
         gpu = system.nvidia_gpu()
-        self.gpu = bool(gpu and gpu.usable) and not args.cpu
-        say("GPU", self._describe_gpu(gpu))
+        self.packages, why = cuda.for_gpu(gpu) if gpu and gpu.usable else (None, "")
+        self.gpu = self.packages is not None and not args.cpu
+        say("GPU", self._describe_gpu(gpu, why))
         self.script = layout.script_path(self.venv, self.obs.python_version)
         self._preflight()
 
@@ -110,13 +113,17 @@ class Installer:
         self._summary()
         return 0
 
-    def _describe_gpu(self, gpu: system.NvidiaGpu | None) -> str:
+    def _describe_gpu(self, gpu: system.NvidiaGpu | None, why: str) -> str:
         if gpu is None:
             return "no NVIDIA driver (nvidia-smi not found): CPU-only install (onnxruntime)"
         if not gpu.usable:
             return f"nvidia-smi failed ({gpu.error}): CPU-only install; fix the driver and run this again"
         found = f"{', '.join(gpu.names)}, driver {gpu.driver}, CUDA {gpu.cuda or '?'}"
-        return f"{found}: CPU-only install (--cpu)" if self.args.cpu else f"{found}: installing the GPU packages"
+        if self.args.cpu:
+            return f"{found}: CPU-only install (--cpu)"
+        if self.packages is None:
+            return f"{found}: {why}: CPU-only install (onnxruntime)"
+        return f"{found}: installing the GPU packages (TensorRT for CUDA {self.packages.major}, pycuda)"
 
     def _preflight(self) -> None:
         """What can fail without network or time is checked before anything changes."""
@@ -159,7 +166,7 @@ class Installer:
         say("Environment", f"{self.venv} (Python {version}): created")
 
     def _packages(self) -> None:
-        extra = "gpu" if self.gpu else "cpu"
+        extra = self.packages.extra if self.gpu and self.packages else "cpu"
         stamp = pyenv.source_stamp(self.src, extra)
         python = self.venv / "bin" / "python"
         if self.state.get("stamp") == stamp and pyenv.imports_ok(python)[0]:
@@ -167,14 +174,20 @@ class Installer:
             return
         say("Packages", f"installing obs-rvm {__version__} and its dependencies ({extra}; a few minutes the first "
                         f"time)")
-        ok, reason = pyenv.pip_install(self.venv, f"{self.src}[gpu]" if self.gpu else str(self.src))
+        if self.gpu and self.packages:
+            # pycuda first, built against NVIDIA's header wheels (no CUDA toolkit needed); then TensorRT's wheel
+            # for the driver's CUDA major, with obs-rvm (pip keeps the pycuda just installed).
+            ok, reason = cuda.install_pycuda(python, self.obs.python_version, self.packages, say)
+            if ok:
+                ok, reason = pyenv.pip_install(self.venv, cuda.tensorrt_target(self.src, self.packages))
+        else:
+            ok, reason = pyenv.pip_install(self.venv, str(self.src))
         installed = extra
         if not ok and self.gpu:
-            hint = (" (pycuda is built from source and needs the CUDA toolkit's headers: sudo apt-get install "
-                    "nvidia-cuda-toolkit)" if "pycuda" in reason.lower() else "")
-            self.warnings.append(f"the NVIDIA GPU packages could not be installed ({reason}){hint}: installed "
+            self.warnings.append(f"the NVIDIA GPU packages could not be installed ({reason}): installed "
                                  f"CPU-only. Fix that and run this again; `obs-rvm doctor` shows what is missing")
             say("Packages", "the GPU packages failed: installing CPU-only instead")
+            self.gpu = False
             ok, reason = pyenv.pip_install(self.venv, str(self.src))
             installed = "cpu (the GPU packages failed)"
         if not ok:

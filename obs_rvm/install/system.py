@@ -26,6 +26,8 @@ class NvidiaGpu:
     """The newest CUDA version the driver supports (nvidia-smi's header)."""
     error: str = ""
     """Why nvidia-smi failed, when it is installed but cannot talk to the driver."""
+    compute_capability: tuple[int, int] | None = None
+    """The first GPU's, when this nvidia-smi can say (510 and later)."""
 
     @property
     def usable(self) -> bool:
@@ -49,7 +51,18 @@ def nvidia_gpu() -> NvidiaGpu | None:
     rows = [[part.strip() for part in line.split(",")] for line in query.stdout.strip().splitlines() if line.strip()]
     cuda = re.search(r"CUDA Version:\s*([\d.]+)", header)
     return NvidiaGpu(names=[r[0] for r in rows], driver=rows[0][1] if rows and len(rows[0]) > 1 else "",
-                     cuda=cuda.group(1) if cuda else "", error="" if rows else "nvidia-smi lists no GPU")
+                     cuda=cuda.group(1) if cuda else "", error="" if rows else "nvidia-smi lists no GPU",
+                     compute_capability=_compute_capability(smi))
+
+
+def _compute_capability(smi: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.match(r"\s*(\d+)\.(\d+)", out.stdout) if out.returncode == 0 else None
+    return (int(found.group(1)), int(found.group(2))) if found else None
 
 
 @dataclass(frozen=True)
