@@ -266,3 +266,17 @@ def test_an_unanswered_download_gives_up_after_the_connect_timeout(clean_model_e
     start = time.monotonic()
     assert resolve_model().name == "mobilenetv3-web"
     assert time.monotonic() - start < models.CONNECT_TIMEOUT + 3, "the default falls back in seconds"
+
+
+def test_doctor_says_which_model_the_filter_uses_and_why(clean_model_env, http_server, monkeypatch):
+    from obs_rvm.doctor import WARN, check_model
+
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", closed_port_url())
+    (check,) = check_model()
+    assert check.status == WARN and "the filter uses the bundled mobilenetv3-web" in check.message
+    assert "cannot be downloaded now" in check.message and "Connection refused" in check.message
+    assert check.fix.startswith("obs-rvm models download mobilenetv3")
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", http_server[1])
+    (check,) = check_model()
+    assert check.status == WARN and "downloads the official mobilenetv3 when it first starts" in check.message
+    assert not any(clean_model_env.glob("*")), "the doctor itself downloads nothing"
