@@ -229,7 +229,15 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import catalog, default_model_name, download_model, model_dir, verification_note
+    from .models import (
+        catalog,
+        default_model_name,
+        download_model,
+        fallback_model_name,
+        model_dir,
+        resolve_model,
+        verification_note,
+    )
 
     entries = catalog()
     if args.action == "download":
@@ -237,16 +245,22 @@ def cmd_models(args: argparse.Namespace) -> int:
         for name in names:
             if name not in entries:
                 raise InputError(f"unknown model '{name}': choose one of {', '.join(entries)}")
+            if entries[name].bundled:
+                print(f"{name}: ships with obs-rvm, nothing to download ({resolve_model(name).path})")
+                continue
             path = download_model(entries[name], progress=_download_bar())
             print(f"{name}: {path} ({verification_note(entries[name])})")
         return 0
     print(f"models folder: {model_dir()}")
+    roles = {default_model_name(): " (default)", fallback_model_name(): " (used while the default is not downloaded "
+                                                                        "and cannot be)"}
     for name, entry in entries.items():
-        path = model_dir() / entry.file
-        state = "downloaded" if path.exists() else "not downloaded"
-        default = " (default)" if name == default_model_name() else ""
+        if entry.bundled:
+            state = "present (bundled)"
+        else:
+            state = "downloaded" if entry.local_path().exists() else "not downloaded"
         size = f"{entry.size / 1e6:.1f} MB" if entry.size else "size unknown"
-        print(f"  {name:18} {entry.backbone:12} {entry.precision}  {size:>12}  {state}{default}; "
+        print(f"  {name:18} {entry.backbone:12} {entry.precision:19} {size:>12}  {state}{roles.get(name, '')}; "
               f"{verification_note(entry)}")
     return 0
 

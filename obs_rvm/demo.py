@@ -1,7 +1,8 @@
 """`obs-rvm demo`: every background mode on one picture, as a contact sheet a new user can look at.
 
 Works on a fresh machine: the sample picture ships with the package (public domain, NASA), the image and video
-backgrounds are drawn here, and the model is downloaded on first use.
+backgrounds are drawn here, and the model is the default one (the official model, downloaded on first use where it
+can be, else the bundled one).
 """
 
 from __future__ import annotations

@@ -168,8 +168,9 @@ def check_gpu() -> Iterator[Check]:
 
 
 def check_model() -> Iterator[Check]:
+    """Which model the filter will use and why: the same rule it follows (models.resolve_model), without a download."""
     from .graph import load_rvm
-    from .models import resolve_model
+    from .models import catalog, default_model_name, resolve_model, unreachable
 
     if os.environ.get("OBS_RVM_MODEL"):
         yield Check(WARN, "Model", "OBS_RVM_MODEL is set in this shell; OBS started from the desktop does not see it")
@@ -179,11 +180,24 @@ def check_model() -> Iterator[Check]:
     except ObsRvmError as e:
         yield Check(FAIL, "Model", str(e), f"{installer_command()} (or --model PATH for a file you downloaded)")
         return
-    from .models import catalog
-
-    official = any(e.sha256 == model.sha256 for e in catalog().values())
+    entries = catalog()
+    if entries.get(model.name) and entries[model.name].bundled:
+        official = entries[default_model_name()]
+        offline = unreachable(official.url) if official.url else "no download address"
+        fix = f"obs-rvm models download {official.name}"
+        if offline:
+            yield Check(WARN, "Model", f"the filter uses the bundled {model.name} (8-bit weights, GPL-3.0): the "
+                                       f"official {official.name} is not downloaded and cannot be downloaded now "
+                                       f"({offline})",
+                        f"{fix} once this machine is online")
+        else:
+            yield Check(WARN, "Model", f"the filter downloads the official {official.name} when it first starts (its "
+                                       f"release is reachable), keying with the bundled {model.name} if that fails",
+                        f"{fix} (now, so the first start does not wait)")
+        return
+    official = any(e.sha256 == model.sha256 and not e.bundled for e in entries.values())
     how = "official release asset, sha256 verified" if official else "not an official release asset; loads as RVM"
-    yield Check(OK, "Model", f"{model.name}: {model.path} ({how})")
+    yield Check(OK, "Model", f"the filter uses {model.name}: {model.path} ({how})")
 
 
 def check_caches(gpu: bool) -> Iterator[Check]:

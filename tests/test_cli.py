@@ -19,7 +19,7 @@ import pytest
 from obs_rvm.backgrounds import BackgroundConfig
 from obs_rvm.matting import MattingSession, SessionOptions
 
-from paths import ASTRONAUT, CLIPS, MODEL
+from paths import ASTRONAUT, CLIPS, MODEL, REPO
 from reference import clip_frames
 
 CLIP = CLIPS / "again.mkv"
@@ -218,3 +218,63 @@ def test_help_lists_every_command():
     for command in ("process", "demo", "bench", "models"):
         assert command in result.stdout
     assert shutil.which("ffmpeg"), "ffmpeg is part of the test environment (.ci/run installs it)"
+
+
+# --- offline, out of the box ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def offline_env(tmp_path_factory) -> dict[str, str]:
+    """What a fresh clone on a machine without internet sees: nothing downloaded, nothing cached, no installer
+    record, no model override, and a release URL nothing answers on (conftest's closed port)."""
+    root = tmp_path_factory.mktemp("offline")
+    env = {k: v for k, v in os.environ.items() if k != "OBS_RVM_MODEL"}
+    env.update(OBS_RVM_MODEL_DIR=str(root / "models"), OBS_RVM_CACHE_DIR=str(root / "cache"),
+               XDG_CONFIG_HOME=str(root / "config"))
+    return env
+
+
+NOTE = "obs-rvm: using the bundled model: run `obs-rvm models download mobilenetv3` for the official fp32 weights"
+
+
+def run_offline(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "obs_rvm.cli", *args], capture_output=True, text=True, env=env,
+                            timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines().count(NOTE) == 1, result.stderr
+    print(f"\nobs-rvm {args[0]} offline: {time.monotonic() - start:.1f} s")
+    return result
+
+
+def test_offline_demo_process_and_camera_key_with_the_bundled_model(offline_env, tmp_path):
+    sheet_path = tmp_path / "sheet.png"
+    demo = run_offline(offline_env, "demo", "-o", str(sheet_path))
+    assert "model mobilenetv3-web" in demo.stdout
+    sheet = cv2.imread(str(sheet_path))
+    green = sheet[40:60, 384 * 2 + 330:384 * 3 - 10].reshape(-1, 3).mean(0)  # colour tile: background keyed out
+    assert abs(green[1] - 177) < 5 and green[0] < 80, green
+    restored = Path(offline_env["OBS_RVM_CACHE_DIR"]) / "models" / "rvm_mobilenetv3_tfjs_int8_dequant.onnx"
+    assert restored.read_bytes() == MODEL.read_bytes()
+    assert not any(Path(offline_env["OBS_RVM_MODEL_DIR"]).glob("*")), "nothing downloaded, nothing half-written"
+
+    out = tmp_path / "process" / "%04d.png"
+    process = run_offline(offline_env, "process", str(CLIP), "-o", str(out), "-b", "transparent", "--max-frames",
+                          "4", "-q")
+    assert "model mobilenetv3-web" in process.stdout
+    reference = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "ref" / "%04d.png"), "-b", "transparent",
+                        "--max-frames", "4", "-q", "--model", str(MODEL))
+    assert "frames in" in reference.stdout
+    for got, want in zip(sorted(out.parent.iterdir()), sorted((tmp_path / "ref").iterdir()), strict=True):
+        got_px, want_px = (cv2.imread(str(p), cv2.IMREAD_UNCHANGED).astype(int) for p in (got, want))
+        assert np.abs(got_px - want_px).max() <= 1, "the bundled model keys as the shared model file does"
+        alpha = got_px[..., 3]
+        assert (alpha > 250).mean() > 0.1 and (alpha < 5).mean() > 0.1, "a person keyed out of a background"
+
+    camera_out = tmp_path / "camera" / "%05d.png"
+    camera = run_offline(offline_env, "camera", "-i", str(CLIP), "-o", str(camera_out), "--duration", "1",
+                         "-b", "color")
+    frames = sorted(camera_out.parent.iterdir())
+    assert len(frames) == 30, camera.stdout
+    last = cv2.imread(str(frames[-1]))
+    assert (np.abs(last.astype(int) - (64, 177, 0)).max(axis=2) < 8).mean() > 0.1, "green background keyed in"

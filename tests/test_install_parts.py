@@ -65,12 +65,11 @@ def test_is_our_script_matches_only_installer_environments(home):
 def test_installer_model_replaces_the_default_model(home, monkeypatch):
     monkeypatch.delenv("OBS_RVM_MODEL", raising=False)
     monkeypatch.setenv("OBS_RVM_MODEL_DIR", str(home / "empty-models"))
-    with pytest.raises(ModelError, match="not downloaded yet"):
-        resolve_model(None, download=False)
+    assert resolve_model(None, download=False).name == "mobilenetv3-web", "nothing downloaded: the bundled model"
     assert write_environment({"site_packages": [], "model": str(MODEL)})
     assert not write_environment({"site_packages": [], "model": str(MODEL)}), "unchanged content is not rewritten"
     assert resolve_model(None, download=False).path == MODEL
-    assert resolve_model("mobilenetv3", download=False).path == MODEL  # the default, as the OBS filter names it
+    assert resolve_model("mobilenetv3", download=False).path == MODEL  # the default's own name too
     with pytest.raises(ModelError, match="not downloaded yet"):
         resolve_model("resnet50", download=False)  # another catalog name means that asset
     write_environment({"site_packages": [], "model": str(home / "gone.onnx")})

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -285,6 +286,76 @@ def test_filter_runs_from_the_installed_layout(installed, tmp_path):
         o.wait_for(close_to_expected, 180, "the filter's output matching the pipeline's")
         log = o.log_text()
     assert "AI Background is not available" not in log
+    assert o.returncode == 0
+
+
+# -- offline: the bundled model -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def installed_offline(tmp_path_factory) -> SimpleNamespace:
+    """A first install with no model named and no way to download one (the release URL is conftest's closed port)."""
+    home = tmp_path_factory.mktemp("offline")
+    obs_settings(home)
+    env = user_env(home, OBS_RVM_RELEASE_URL=os.environ["OBS_RVM_RELEASE_URL"])
+    start = time.monotonic()
+    result = install(home, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"\noffline install: {time.monotonic() - start:.0f} s")
+    return SimpleNamespace(**vars(layout_of(home, obs.find_obs().python_version)), result=result, env=env)
+
+
+def test_offline_install_completes_with_the_bundled_model(installed_offline):
+    out = installed_offline.result.stdout
+    restored = installed_offline.home / ".cache" / "obs-rvm" / "models" / "rvm_mobilenetv3_tfjs_int8_dequant.onnx"
+    assert re.search(rf"Model +mobilenetv3-web: {re.escape(str(restored))} \(bundled with obs-rvm", out), out
+    assert "Warning: could not download model 'mobilenetv3'" in out
+    assert "using the bundled model: run `obs-rvm models download mobilenetv3` for the official fp32 weights" in out
+    assert restored.read_bytes() == MODEL.read_bytes(), "the installed wheel carries the bundle, restored losslessly"
+    assert "model" not in json.loads(installed_offline.envfile.read_text()), "the default rule, not a pinned file"
+    assert not list((installed_offline.home / ".local" / "share" / "obs-rvm" / "models").glob("*.onnx"))
+    code, checks = doctor(installed_offline.home, installed_offline.env)
+    assert code == 0, checks  # a warning: the filter works
+    status, message, fix = checks["Model"]
+    assert status == "warn" and "the filter uses the bundled mobilenetv3-web" in message, checks["Model"]
+    assert "cannot be downloaded now" in message and fix.startswith("obs-rvm models download mobilenetv3")
+    listing = subprocess.run([str(installed_offline.home / ".local" / "bin" / "obs-rvm"), "models"],
+                             capture_output=True, text=True, env=installed_offline.env, timeout=120).stdout
+    assert re.search(r"mobilenetv3-web .* present \(bundled\)", listing), listing
+
+
+@pytest.mark.obs
+def test_offline_filter_keys_with_the_bundled_model(installed_offline, tmp_path):
+    """Real OBS with only the installer's environment.json, offline: the filter keys with the bundled model (the
+    pixels of the pipeline with the shared model file) and logs the one line about it."""
+    harness = pytest.importorskip("obs_harness")
+    from obs_rvm.obs.settings import rgb_to_obs_color
+
+    from paths import ASTRONAUT
+
+    blue = rgb_to_obs_color((0, 0, 255))
+    config = harness.ObsConfig(
+        script=installed_offline.script, environment_json=json.loads(installed_offline.envfile.read_text()),
+        inputs=[harness.image_input("Person", ASTRONAUT, [harness.ai_filter("AI", background="color", color=blue)])],
+        env={"OBS_RVM_MODEL": "", "OBS_RVM_MODEL_DIR": "", "OBS_RVM_CACHE_DIR": ""})  # the user's own folders
+    frame = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGBA)
+    options = harness.filter_settings(background="color", color=blue).session_options()
+    session = MattingSession(replace(options, model=str(MODEL)))
+    for i in range(40):
+        expected = session.process(frame, i / 30).copy()
+
+    def close_to_expected() -> np.ndarray | None:
+        shot = o.screenshot("Person")
+        diff = np.abs(shot.astype(np.int16) - expected) if shot.shape == expected.shape else None
+        return shot if diff is not None and diff.mean() <= 3 and (diff > 40).mean() <= 0.01 else None
+
+    with harness.Obs(config, tmp_path / "obs") as o:
+        o.wait_log(r"AI Background filter registered", timeout=120)
+        o.wait_for(close_to_expected, 180, "the filter's output matching the pipeline's")
+        log = o.log_text()
+    assert re.search(r"keying \d+x\d+ with .*, model mobilenetv3-web", log), log[-3000:]
+    note = "using the bundled model: run `obs-rvm models download mobilenetv3` for the official fp32 weights"
+    assert log.count(note) == 1, log[-3000:]
     assert o.returncode == 0
 
 

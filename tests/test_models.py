@@ -5,17 +5,23 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import logging
+import socket
 import threading
+import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from obs_rvm import bundled, models
 from obs_rvm.errors import ModelError
 from obs_rvm.graph import load_rvm
-from obs_rvm.models import catalog, default_model_name, download_model, resolve_model
+from obs_rvm.models import catalog, default_model_name, download_model, fallback_note, resolve_model
 
 from paths import MODEL
 
@@ -40,12 +46,14 @@ def http_server(tmp_path: Path):
     server.shutdown()
 
 
-def test_catalog_has_the_official_release_assets():
+def test_catalog_has_the_official_release_assets(monkeypatch):
+    monkeypatch.delenv("OBS_RVM_RELEASE_URL")  # conftest points it at a closed port
     entries = catalog()
     assert {"mobilenetv3", "mobilenetv3-fp16", "resnet50", "resnet50-fp16"} <= set(entries)
     assert default_model_name() == "mobilenetv3"
     for entry in entries.values():
-        assert entry.url == f"https://github.com/PeterL1n/RobustVideoMatting/releases/download/v1.0.0/{entry.file}"
+        if not entry.bundled:
+            assert entry.url == f"https://github.com/PeterL1n/RobustVideoMatting/releases/download/v1.0.0/{entry.file}"
         assert entry.license == "GPL-3.0"
     assert entries["mobilenetv3"].sha256 == "88d4531297118f595bf2fd60f6f566aec2e559393802d1f436c380f0cbbd2828"
     assert entries["mobilenetv3"].size == 14_975_696
@@ -108,8 +116,9 @@ def test_unknown_name_and_missing_path(clean_model_env):
         resolve_model("/no/such/model.onnx")
 
 
-def test_env_override_and_explicit_path():
-    assert resolve_model().path == MODEL  # conftest sets OBS_RVM_MODEL
+def test_env_override_and_explicit_path(monkeypatch):
+    monkeypatch.setenv("OBS_RVM_MODEL", str(MODEL))
+    assert resolve_model().path == MODEL
     assert resolve_model("resnet50").path == MODEL, "OBS_RVM_MODEL replaces every catalog name"
     assert resolve_model(str(MODEL)).sha256 == "1a5954fcf3232d033fb95d4418c3b080aba217f95285ab7e48f873152eba52df"
 
@@ -133,5 +142,141 @@ def test_onnx_without_rvm_io_is_refused(tmp_path):
 
 def test_manifest_is_valid_json_with_every_field():
     manifest = json.loads((Path(__file__).parent.parent / "models" / "manifest.json").read_text())
+    fields = {"file", "url", "size", "sha256", "precision", "backbone", "license"}
     for entry in manifest["models"].values():
-        assert set(entry) == {"file", "url", "size", "sha256", "precision", "backbone", "license"}
+        assert set(entry) in (fields, fields | {"bundled"})
+    assert manifest["models"][manifest["fallback"]]["bundled"]
+
+
+# --- the bundled model and the default rule ---------------------------------------------------------------------
+
+
+def test_bundled_model_restores_the_shared_file_byte_for_byte(monkeypatch, tmp_path):
+    """Lossless: same bytes, so same sha256 (the graph caches' key) and the same output as the shared file."""
+    monkeypatch.setenv("OBS_RVM_CACHE_DIR", str(tmp_path / "cache"))
+    entry = catalog()["mobilenetv3-web"]
+    packed = Path(bundled.__file__).parent / entry.bundled
+    assert packed.stat().st_size < 4_000_000, "the bundle stays small (the repository limit is 16 MB)"
+    model = resolve_model("mobilenetv3-web")
+    assert model.path == tmp_path / "cache" / "models" / entry.file and model.path.read_bytes() == MODEL.read_bytes()
+    assert model.sha256 == entry.sha256 == hashlib.sha256(MODEL.read_bytes()).hexdigest()
+    before = model.path.stat().st_mtime_ns
+    assert resolve_model("mobilenetv3-web").path.stat().st_mtime_ns == before, "restored once, then reused"
+    model.path.write_bytes(b"damaged")
+    assert resolve_model("mobilenetv3-web").path.read_bytes() == MODEL.read_bytes(), "a damaged copy is restored"
+
+
+def test_a_damaged_bundle_is_refused_and_writes_nothing(tmp_path):
+    packed = Path(bundled.__file__).parent / catalog()["mobilenetv3-web"].bundled
+    broken = tmp_path / "broken.npz"
+    with zipfile.ZipFile(packed) as src, zipfile.ZipFile(broken, "w") as dst:
+        target = next(name for name in src.namelist() if name.startswith("table_"))
+        for name in src.namelist():
+            data = src.read(name)
+            if name == target:
+                data = data[:-4] + np.float32(1234.5).tobytes()  # one weight value changed
+            dst.writestr(name, data)
+    with pytest.raises(ModelError, match="restores to sha256.*reinstall obs-rvm"):
+        bundled.restore(broken, tmp_path / "out.onnx", catalog()["mobilenetv3-web"].sha256)
+    with pytest.raises(ModelError, match="missing from this installation"):
+        bundled.restore(tmp_path / "gone.npz", tmp_path / "out.onnx", catalog()["mobilenetv3-web"].sha256)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.npz"]
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/release-{time.monotonic_ns()}"
+
+
+def test_default_is_the_bundled_model_when_downloads_fail_said_once(clean_model_env, monkeypatch, caplog):
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", closed_port_url())
+    caplog.set_level(logging.INFO, logger="obs_rvm")
+    first, second = resolve_model(), resolve_model(None)
+    assert first.name == second.name == "mobilenetv3-web" and first.sha256 == catalog()["mobilenetv3-web"].sha256
+    assert "download failed" in first.origin and "Connection refused" in first.origin
+    notes = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert notes == [fallback_note()] == ["using the bundled model: run `obs-rvm models download mobilenetv3` for "
+                                          "the official fp32 weights"]
+    assert not clean_model_env.exists() or not any(clean_model_env.iterdir()), "no partial download left"
+
+
+def test_a_named_model_is_never_replaced(clean_model_env, monkeypatch):
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", closed_port_url())
+    with pytest.raises(ModelError, match="could not download model 'mobilenetv3'.*Connection refused"):
+        resolve_model("mobilenetv3")
+    with pytest.raises(ModelError, match="not downloaded yet"):
+        resolve_model("mobilenetv3", download=False)
+    monkeypatch.setenv("OBS_RVM_MODEL", str(clean_model_env.parent / "missing.onnx"))
+    with pytest.raises(ModelError, match="model file not found.*OBS_RVM_MODEL"):
+        resolve_model()
+
+
+def test_default_is_the_official_model_where_it_can_be_downloaded(clean_model_env, http_server, monkeypatch):
+    """The official asset from a reachable release (a local server standing in for GitHub, with the served file's
+    hash published in the catalog) is downloaded and used; once there, it is used without the network."""
+    root, base = http_server
+    official = catalog()["mobilenetv3"]
+    payload = MODEL.read_bytes()[:-1] + b"\0"  # any bytes: the catalog below publishes their size and hash
+    (root / official.file).write_bytes(payload)
+    manifest = json.loads(json.dumps(models._manifest()))
+    manifest["models"]["mobilenetv3"].update(size=len(payload), sha256=hashlib.sha256(payload).hexdigest())
+    monkeypatch.setattr(models, "_manifest", lambda: manifest)
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", base)
+    model = resolve_model()
+    assert model.name == "mobilenetv3" and model.path == clean_model_env / official.file
+    assert model.path.read_bytes() == payload
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", closed_port_url())
+    assert resolve_model(download=False).path == clean_model_env / official.file, "downloaded: no network needed"
+
+
+def test_release_url_override_keeps_the_file_names(monkeypatch):
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", "http://mirror.example/rvm/")
+    assert catalog()["resnet50"].url == "http://mirror.example/rvm/rvm_resnet50_fp32.onnx"
+    assert catalog()["mobilenetv3-web"].url is None
+
+
+@pytest.fixture
+def stalled_server():
+    """A local port whose connection queue is full: a connect to it hangs (like a dead network) instead of failing."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    filler = socket.create_connection(server.getsockname(), timeout=2)
+    probe = socket.socket()
+    probe.settimeout(0.5)
+    try:
+        probe.connect(server.getsockname())
+        pytest.skip("this kernel accepts connections beyond the backlog: cannot make a connect hang")
+    except TimeoutError:
+        pass
+    finally:
+        probe.close()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    filler.close()
+    server.close()
+
+
+def test_an_unanswered_download_gives_up_after_the_connect_timeout(clean_model_env, stalled_server, monkeypatch):
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", stalled_server)
+    start = time.monotonic()
+    with pytest.raises(ModelError, match="could not download.*did not answer within 1 s"):
+        download_model(catalog()["mobilenetv3"], connect_timeout=1)
+    assert time.monotonic() - start < 3
+    start = time.monotonic()
+    assert resolve_model().name == "mobilenetv3-web"
+    assert time.monotonic() - start < models.CONNECT_TIMEOUT + 3, "the default falls back in seconds"
+
+
+def test_doctor_says_which_model_the_filter_uses_and_why(clean_model_env, http_server, monkeypatch):
+    from obs_rvm.doctor import WARN, check_model
+
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", closed_port_url())
+    (check,) = check_model()
+    assert check.status == WARN and "the filter uses the bundled mobilenetv3-web" in check.message
+    assert "cannot be downloaded now" in check.message and "Connection refused" in check.message
+    assert check.fix.startswith("obs-rvm models download mobilenetv3")
+    monkeypatch.setenv("OBS_RVM_RELEASE_URL", http_server[1])
+    (check,) = check_model()
+    assert check.status == WARN and "downloads the official mobilenetv3 when it first starts" in check.message
+    assert not any(clean_model_env.glob("*")), "the doctor itself downloads nothing"

@@ -22,6 +22,7 @@ from obs_harness import Obs, ObsConfig, ai_filter, color_input, filter_settings,
 from obs_rvm.backgrounds import MODES, cover
 from obs_rvm.engines import BACKENDS
 from obs_rvm.matting import MattingSession
+from obs_rvm.models import fallback_note
 from obs_rvm.obs.settings import rgb_to_obs_color
 from obs_rvm.video_io import VideoSource
 
@@ -151,6 +152,13 @@ def test_color_background_keeps_the_person(pictures):
     assert np.abs(shot[middle][..., :3].astype(int) - frame[middle][..., :3]).mean() < 12
 
 
+def test_offline_the_filter_keys_with_the_bundled_model_and_says_so_once(pictures):
+    """No network for downloads and nothing downloaded (conftest): the filter at its default model keys with the
+    bundled one (the test above compared its pixels with the pipeline's) and the OBS log says so once."""
+    log = pictures.wait_log(r"'AI' on 'Person': keying \d+x\d+ with .*, model mobilenetv3-web").string
+    assert count(re.escape(fallback_note()), log) == 1, log[-3000:]
+
+
 def test_every_background_mode_through_websocket(pictures, media):
     frame = rgba(ASTRONAUT)
     source = VideoSource(BACKGROUND_VIDEO)
@@ -234,7 +242,7 @@ def test_properties_panel(pictures):
     assert p["video_path"]["type"] == OBS_PROPERTY["path"] and "*.mp4" in p["video_path"]["filter"]
     assert p["blur"]["type"] == OBS_PROPERTY["int"] and p["blur"]["slider"] and p["blur"]["range"] == [0, 100, 1]
     assert p["model"]["type"] == OBS_PROPERTY["list"] and p["model"]["combo"] == OBS_COMBO_TYPE_EDITABLE
-    assert "mobilenetv3" in [value for _, value in p["model"]["items"]]
+    assert {"mobilenetv3", "mobilenetv3-web"} <= {value for _, value in p["model"]["items"]}
     assert [value for _, value in p["backend"]["items"]] == list(BACKENDS)
     assert p["downsample_ratio"]["type"] == OBS_PROPERTY["float"] and p["downsample_ratio"]["slider"]
     assert p["downsample_ratio"]["range"][:2] == [0.0, 1.0]
@@ -242,7 +250,7 @@ def test_properties_panel(pictures):
     status = p["status"]
     assert status["type"] == OBS_PROPERTY["text"] and status["text_type"] == OBS_TEXT_INFO
     text = status["long_description"]
-    for part in ("Running: onnxruntime on CPU", "rvm_mobilenetv3", "512x512", "fps", "Latency:", "Sync Offset",
+    for part in ("Running: onnxruntime on CPU", "Model: mobilenetv3-web", "512x512", "fps", "Latency:", "Sync Offset",
                  "Render thread:"):
         assert part in text, f"{part!r} missing from the status:\n{text}"
     assert p["refreshes"] >= 1  # status changes (new modes, new size) reloaded an open panel

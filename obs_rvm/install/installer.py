@@ -221,6 +221,8 @@ class Installer:
             self.tx.created(Path(path))
         say("Model", f"{result['name']}: {result['path']} ({result['check']}"
                      + (")" if result["created"] else "; already in place)"))
+        if result.get("note"):
+            self.warnings.append(result["note"])
         if result["default_model"]:
             self.state["default_model"] = result["default_model"]
         else:

@@ -13,7 +13,18 @@ from pathlib import Path
 from ..environment import installed_model
 from ..errors import ModelError, ObsRvmError, SetupError
 from ..graph import load_rvm
-from ..models import catalog, default_model_name, download_model, file_sha256, resolve_model, verification_note
+from ..models import (
+    catalog,
+    default_model,
+    default_model_name,
+    download_failure,
+    download_model,
+    fallback_model_name,
+    fallback_note,
+    file_sha256,
+    resolve_model,
+    verification_note,
+)
 from ..paths import atomic_write, model_dir
 
 CUSTOM = "custom"
@@ -22,8 +33,9 @@ name, so nothing passes them off as the published model."""
 
 
 def provision(spec: str | None) -> dict:
-    """spec None keeps the model a previous run set up, else the official default; a catalog name is that asset,
-    downloaded and checked; a path is checked as an RVM model and copied (an official asset under its own name)."""
+    """spec None keeps the model a previous run set up, else the default rule (the official model, downloaded now
+    if it can be, else the bundled one); a catalog name is that asset, downloaded and checked (a failed download is
+    an error); a path is checked as an RVM model and copied (an official asset under its own name)."""
     if spec is None:
         try:
             kept = installed_model()
@@ -31,7 +43,7 @@ def provision(spec: str | None) -> dict:
             kept = None  # a damaged environment.json: the installer is about to rewrite it
         if kept and kept.is_file():
             return _custom(kept)
-        spec = default_model_name()
+        return _default()
     path = Path(spec).expanduser()
     if spec in catalog() and not path.exists():
         return _official(spec)
@@ -41,14 +53,33 @@ def provision(spec: str | None) -> dict:
                      f".onnx file")
 
 
+def _default() -> dict:
+    entry = catalog()[default_model_name()]
+    if entry.local_path().exists():
+        return _official(entry.name)
+    fallback = catalog()[fallback_model_name()]
+    existed = fallback.local_path().exists()
+    print(f"downloading {entry.file} ({entry.size / 1e6:.0f} MB) from the official release", file=sys.stderr)
+    model = default_model()
+    if model.name == entry.name:
+        load_rvm(model.path)
+        return {"name": entry.name, "path": str(model.path), "sha256": model.sha256,
+                "check": verification_note(entry), "default_model": None, "created": [str(model.path)]}
+    load_rvm(model.path)
+    return {"name": model.name, "path": str(model.path), "sha256": model.sha256,
+            "check": verification_note(fallback), "default_model": None,
+            "created": [] if existed else [str(model.path)],
+            "note": f"{download_failure(entry) or 'the official model is not downloaded'}; {fallback_note()}"}
+
+
 def _official(name: str) -> dict:
     entry = catalog()[name]
-    path = model_dir() / entry.file
+    path = entry.local_path()
     existed = path.exists()
-    if not existed:
+    if not existed and entry.url:
         print(f"downloading {entry.file} ({entry.size / 1e6:.0f} MB) from the official release", file=sys.stderr)
         download_model(entry)
-    model = resolve_model(name, download=False)
+    model = resolve_model(name, download=False)  # the bundled model: restored here
     load_rvm(model.path)
     return {"name": name, "path": str(model.path), "sha256": model.sha256, "check": verification_note(entry),
             "default_model": None, "created": [] if existed else [str(model.path)]}
@@ -59,7 +90,8 @@ def _custom(source: Path) -> dict:
         raise ModelError(f"model file not found: {source}")
     load_rvm(source)  # an ONNX graph with RVM's inputs and outputs, or a ModelError saying what is wrong
     sha = file_sha256(source)
-    official = next((e for e in catalog().values() if e.sha256 == sha), None)
+    # The bundled model given as a file stays a custom file: only downloaded assets are filed under their name.
+    official = next((e for e in catalog().values() if e.sha256 == sha and not e.bundled), None)
     dest = model_dir() / official.file if official else model_dir() / CUSTOM / source.name
     created = []
     if dest.resolve() != source and not (dest.is_file() and file_sha256(dest) == sha):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from ..backgrounds import DEFAULT_COLOR, BackgroundConfig
 from ..errors import InputError
 from ..matting import SessionOptions
-from ..models import default_model_name
 
 BACKGROUND, COLOR, IMAGE_PATH, VIDEO_PATH, BLUR = "background", "color", "image_path", "video_path", "blur"
 MODEL, BACKEND, DOWNSAMPLE_RATIO, FP16 = "model", "backend", "downsample_ratio", "fp16"
@@ -36,7 +35,7 @@ def defaults() -> dict[str, str | int | float | bool]:
         IMAGE_PATH: "",
         VIDEO_PATH: "",
         BLUR: 50,
-        MODEL: default_model_name(),
+        MODEL: "",  # the default rule (models.resolve_model): the official model, else the bundled one
         BACKEND: "auto",
         DOWNSAMPLE_RATIO: 0.0,
         FP16: True,
