@@ -50,6 +50,10 @@ class SessionOptions:
     """TensorRT: run RVM's recurrent core in FP16 where the GPU has fast FP16 (onnxruntime always runs FP32)."""
     scene_cut: float = 40.0
     """Mean absolute change (0-255) of a tiny grey thumbnail above which the state is reset; 0 disables."""
+    matte_grow: int = 0
+    """Edge control, px at the frame's resolution: grow (> 0) or shrink (< 0) the matte, -10..10."""
+    feather: int = 0
+    """Edge control, px: soften the matte's edge, 0..10."""
 
 
 @dataclass
@@ -142,7 +146,8 @@ class MattingSession:
         while True:
             candidate = self._candidates[0]
             ratio = self.options.downsample_ratio or auto_downsample_ratio(height, width, candidate.gpu)
-            spec = GraphSpec(width, height, ratio, background.variant, fp16=candidate.fp16)
+            spec = GraphSpec(width, height, ratio, background.variant, fp16=candidate.fp16,
+                             matte_grow=self.options.matte_grow, feather=self.options.feather)
             self._on_status(f"preparing the model for {width}x{height}")
             graph = prepare(self.model, spec)
             try:
