@@ -101,6 +101,8 @@ class ObsConfig:
     extra_scripts: Sequence[Path] = ()
     preview: bool = False
     """Render the main window's preview (costs CPU under Xvfb's software OpenGL)."""
+    window_manager: bool = False
+    """Run openbox on the display first: Qt dialogs (the filter's properties) only paint with a window manager."""
 
 
 COLLECTION = "Test"
@@ -140,6 +142,8 @@ class Obs:
         self.returncode: int | None = None
         self._xvfb: subprocess.Popen | None = None
         self._obs: subprocess.Popen | None = None
+        self._wm: subprocess.Popen | None = None
+        self.display = ""
         self._client = None
 
     # -- set-up -------------------------------------------------------------------------------------------------
@@ -188,6 +192,10 @@ class Obs:
         os.close(write)
         with os.fdopen(read) as f:
             display = ":" + f.readline().strip()
+        self.display = display
+        if self.config.window_manager:
+            self._wm = subprocess.Popen(["openbox"], env={**os.environ, "DISPLAY": display},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out = open(self.workdir / "obs-stdout.txt", "wb")  # noqa: SIM115 - lives as long as the process
         self._obs = subprocess.Popen(["obs", "--multi", "--collection", COLLECTION, "--profile", PROFILE, "--scene",
                                       "Scene"], env=self._environment(display), stdout=out, stderr=subprocess.STDOUT,
@@ -259,6 +267,14 @@ class Obs:
         bgra = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
         return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
 
+    def screen(self, path: Path) -> np.ndarray:
+        """The whole X display as OBS's user sees it (xwd + ImageMagick's convert), saved as a PNG; RGB array."""
+        dump = path.with_suffix(".xwd")
+        subprocess.run(["xwd", "-root", "-silent", "-display", self.display, "-out", str(dump)], check=True)
+        subprocess.run(["convert", str(dump), str(path)], check=True)
+        dump.unlink()
+        return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
     # -- shutdown -----------------------------------------------------------------------------------------------
 
     def stop(self, timeout: float = 60.0) -> int | None:
@@ -276,6 +292,9 @@ class Obs:
                 self._obs.wait()
         if self._obs is not None:
             self.returncode = self._obs.returncode
+        if self._wm is not None and self._wm.poll() is None:
+            self._wm.terminate()
+            self._wm.wait(10)
         if self._xvfb is not None and self._xvfb.poll() is None:
             self._xvfb.terminate()
             self._xvfb.wait(10)

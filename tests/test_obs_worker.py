@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from obs_rvm.matting import MattingSession
 from obs_rvm.obs import settings as keys
 from obs_rvm.obs.locale import Text
 from obs_rvm.obs.stats import Rate, Rolling
-from obs_rvm.obs.status import ERROR, Numbers, describe
+from obs_rvm.obs.status import ERROR, NORMAL, WARNING, Numbers, describe
 from obs_rvm.obs.worker import GAP_NS, Captured, FilterWorker, WorkerStatus
 
 from reference import clip_frames
@@ -213,4 +214,7 @@ def test_status_text_names_what_runs():
     for part in ("onnxruntime on CPU (1 threads)", "m.onnx", "640x480", "0.5", "7.5 fps", "233 ms", "Sync Offset",
                  "0.41 ms", "1.20 ms", "no CUDA provider"):
         assert part in text
-    assert level == "warning"  # running, but a better backend was skipped: say so
+    assert level == NORMAL, "a backend that is simply not available here is no warning"
+    assert "preparing" not in text, "the last step before keying is stale once keying runs"
+    fell_back = replace(status, notes=["tensorrt (GPU) failed: out of memory"])
+    assert describe(Text(), fell_back, Numbers())[1] == WARNING

@@ -36,6 +36,7 @@ OBS_COMBO_FORMAT_STRING = 3
 OBS_PATH_FILE = 0
 OBS_TEXT_INFO = 3
 OBS_TEXT_INFO_NORMAL, OBS_TEXT_INFO_WARNING, OBS_TEXT_INFO_ERROR = 0, 1, 2
+OBS_GROUP_NORMAL = 1
 
 # -- callback types and struct obs_source_info -----------------------------------------------------------------
 
@@ -159,6 +160,7 @@ obs_properties_add_float_slider = _fn("obs_properties_add_float_slider", P, P, c
                                       c_double, c_double)
 obs_properties_add_bool = _fn("obs_properties_add_bool", P, P, c_char_p, c_char_p)
 obs_properties_add_text = _fn("obs_properties_add_text", P, P, c_char_p, c_char_p, c_int)
+obs_properties_add_group = _fn("obs_properties_add_group", P, P, c_char_p, c_char_p, c_int, P)
 obs_properties_add_button2 = _fn("obs_properties_add_button2", P, P, c_char_p, c_char_p, ClickedFn, P)
 obs_property_set_modified_callback2 = _fn("obs_property_set_modified_callback2", None, P, ModifiedFn, P)
 obs_property_set_visible = _fn("obs_property_set_visible", None, P, c_bool)

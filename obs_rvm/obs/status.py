@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from .worker import WorkerStatus
 
 NORMAL, WARNING, ERROR = "normal", "warning", "error"
+FAILED = " failed: "
+"""How MattingSession words a backend that was tried and failed (then fell back to the next one)."""
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,18 @@ def describe(tr: Callable[[str], str], status: WorkerStatus, numbers: Numbers) -
         lines.append(f"{tr('Status.Latency')}: {_ms(numbers.latency_ms)} ({tr('Status.LatencyHint')})")
         lines.append(f"{tr('Status.Render')}: {_ms(numbers.render_median_ms, 2)} median, "
                      f"{_ms(numbers.render_p99_ms, 2)} p99")
-        if status.message:
-            lines.append(f"{tr('Status.LastStep')}: {status.message}")
     if status.notes:
         lines.append(f"{tr('Status.Skipped')}: {'; '.join(status.notes)}")
-    return "\n".join(lines), WARNING if status.notes and status.state == "running" else NORMAL
+    return "\n".join(lines), level(status)
+
+
+def level(status: WorkerStatus) -> str:
+    """ERROR when keying halted; WARNING when a backend that should have run failed and keying fell back; else
+    NORMAL. A backend that simply is not available here (no GPU, TensorRT not installed) is no warning: it is said
+    in the text, in OBS's normal colour."""
+    if status.state == "error":
+        return ERROR
+    return WARNING if any(FAILED in note for note in status.notes) else NORMAL
 
 
 def stats_line(status: WorkerStatus, numbers: Numbers) -> str:
