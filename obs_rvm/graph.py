@@ -67,6 +67,10 @@ class GraphSpec:
     """Grow (> 0) or shrink (< 0) the matte by this many pixels of the frame (a square max/min filter)."""
     feather: int = 0
     """Soften the matte's edge over about this many pixels (a separable Gaussian, sigma = feather / 2)."""
+    layers: bool = False
+    """Output the layers instead of the composite: RGB = the background layer (colour, picture, video frame or the
+    person-free blur; black for TRANSPARENT), A = the alpha. OBS's live mode composites them on its GPU with the
+    current video frame, so the video runs at OBS's frame rate while the matte follows at the inference rate."""
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -310,7 +314,9 @@ def _wrap(model: onnx.ModelProto, spec: GraphSpec, hm: int, wm: int) -> onnx.Mod
     pha = _refine_matte(b, pha, spec.matte_grow, spec.feather)
 
     # Compositing, then back to uint8 RGBA [H,W,4].
-    if spec.variant is Variant.TRANSPARENT:
+    if spec.layers:
+        _layers_output(b, x, pha, spec.variant, h, w)
+    elif spec.variant is Variant.TRANSPARENT:
         b.pixels_from_planes(b.op("Concat", [fgr, pha], axis=1), h, w, 4, [0, 0, 0, 0], OUTPUT)
     else:
         if spec.variant is Variant.REPLACE:
@@ -333,6 +339,7 @@ def _wrap(model: onnx.ModelProto, spec: GraphSpec, hm: int, wm: int) -> onnx.Mod
         graph.output.remove(next(o for o in graph.output if o.name == name))
     graph.output.insert(0, helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, [h, w, 4]))
     graph.name = f"obs_rvm {spec.variant.value} {w}x{h} r={spec.downsample_ratio}{' fp16' if spec.fp16 else ''}"
+    graph.name += " layers" if spec.layers else ""
     del graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model)
@@ -378,6 +385,19 @@ def _blurred_background(b: _Builder, x: str, pha: str, h: int, w: int) -> str:
     empty = b.const(np.zeros(0, np.float32))  # roi and scales: required (if empty) before opset 13
     return b.op("Resize", [low, empty, empty, b.const(np.array([1, 3, h, w], np.int64))],
                 mode="linear", coordinate_transformation_mode="half_pixel")
+
+
+def _layers_output(b: _Builder, x: str, pha: str, variant: Variant, h: int, w: int) -> None:
+    """The live mode's output: uint8 RGBA [H,W,4] with the background layer in RGB and the alpha in A."""
+    if variant is Variant.TRANSPARENT:  # alpha alone, into A: one Gemm with a [1, 4] scale (RGB stays 0)
+        a = b.op("Gemm", [b.reshape(pha, [1, h * w]), b.const(np.array([[0, 0, 0, 255]], np.float32)),
+                          b.const(np.array([0.5] * 4, np.float32))], transA=1)
+        a = b.op("Clip", [a, b.scalar(0.0), b.scalar(255.5)])
+        b.op("Cast", [b.reshape(a, [h, w, 4])], output=OUTPUT, to=TensorProto.UINT8)
+        return
+    bg = b.planes_from_pixels(BACKGROUND, h, w, 3, 3) if variant is Variant.REPLACE else _blurred_background(
+        b, x, pha, h, w)
+    b.pixels_from_planes(b.op("Concat", [bg, pha], axis=1), h, w, 4, [0, 0, 0, 0], OUTPUT)
 
 
 def feather_taps(feather: int) -> np.ndarray:

@@ -106,6 +106,7 @@ class ObsConfig:
 
 
 COLLECTION = "Test"
+SCREEN = "1280x800"
 PROFILE = "Test"
 
 
@@ -187,7 +188,7 @@ class Obs:
         (self.workdir / "home").mkdir(exist_ok=True)
         self._write_config()
         read, write = os.pipe()
-        self._xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten",
+        self._xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{SCREEN}x24", "-nolisten",
                                        "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
         os.close(write)
         with os.fdopen(read) as f:
@@ -268,11 +269,9 @@ class Obs:
         return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
 
     def screen(self, path: Path) -> np.ndarray:
-        """The whole X display as OBS's user sees it (xwd + ImageMagick's convert), saved as a PNG; RGB array."""
-        dump = path.with_suffix(".xwd")
-        subprocess.run(["xwd", "-root", "-silent", "-display", self.display, "-out", str(dump)], check=True)
-        subprocess.run(["convert", str(dump), str(path)], check=True)
-        dump.unlink()
+        """The whole X display as OBS's user sees it (ffmpeg's x11grab), saved as a PNG; returned as RGB."""
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "x11grab", "-video_size", SCREEN, "-i",
+                        self.display, "-frames:v", "1", str(path)], check=True)
         return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
     # -- shutdown -----------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from obs_rvm.bench import BareModel
 
 from paths import CLIPS
 
-__all__ = ["BareModel", "blurred_background", "clip_frames", "feather_matte", "grow_matte", "over", "transparent"]
+__all__ = ["BareModel", "blurred_background", "clip_frames", "feather_matte", "grow_matte", "layers", "over",
+           "transparent"]
 
 
 def clip_frames(name: str = "again.mkv", count: int = 5, start: int = 0) -> list[np.ndarray]:
@@ -89,3 +90,9 @@ def feather_matte(pha: np.ndarray, pixels: int) -> np.ndarray:
         return pha
     size = 2 * pixels + 1
     return cv2.GaussianBlur(pha[..., 0], (size, size), pixels / 2, borderType=cv2.BORDER_REPLICATE)[..., None]
+
+
+def layers(pha: np.ndarray, bg01: np.ndarray | None) -> np.ndarray:
+    """The live mode's graph output: RGB = background layer (black for transparent), A = alpha."""
+    rgb = np.zeros((*pha.shape[:2], 3), np.float32) if bg01 is None else bg01
+    return to_uint8(np.concatenate([rgb, pha], axis=2))

@@ -72,7 +72,8 @@ def key_one(worker: FilterWorker, frame: np.ndarray, frame_time: int, resubmit: 
 
 def test_settings_keys_defaults_and_colours():
     assert set(keys.defaults()) == {"background", "color", "image_path", "video_path", "blur", "model", "backend",
-                                    "downsample_ratio", "fp16", "matte_grow", "feather"}
+                                    "downsample_ratio", "fp16", "matte_grow", "feather", "sync", "matte_refresh",
+                                    "skip_still"}
     s = settings()
     assert s.background.mode == "blur" and s.background.color == DEFAULT_COLOR and s.backend == "auto"
     assert s.downsample_ratio == 0 and s.session_options().downsample_ratio is None and s.fp16
@@ -82,6 +83,9 @@ def test_settings_keys_defaults_and_colours():
     assert settings(blur=50).engine_key == settings(blur=10).engine_key
     assert settings(downsample_ratio=0.5).engine_key != settings().engine_key
     assert settings(matte_grow=-2).engine_key != settings().engine_key != settings(feather=3).engine_key
+    assert settings(sync="live").engine_key != settings().engine_key
+    assert settings(matte_refresh=3).engine_key == settings(skip_still=True).engine_key == settings().engine_key
+    assert [settings(sync=m).session_options().layers for m in ("auto", "sync", "live")] == [None, False, True]
     edged = settings(matte_grow=-2, feather=3).session_options()
     assert (edged.matte_grow, edged.feather) == (-2, 3)
 

@@ -131,3 +131,14 @@ def build(tr: Callable[[str], str], mode: str, status: tuple[str, str] | None, o
 
 def _speed_controls(tr: Callable[[str], str], group: int) -> None:
     """Sync mode and matte refresh (live mode), at the top of Speed & quality."""
+    p = obs.obs_properties_add_list(group, _b(keys.SYNC), _b(tr("Sync")), obs.OBS_COMBO_TYPE_LIST,
+                                    obs.OBS_COMBO_FORMAT_STRING)
+    for mode in keys.SYNC_MODES:
+        obs.obs_property_list_add_string(p, _b(tr(f"Sync.{mode}")), _b(mode))
+    obs.obs_property_set_long_description(p, _b(tr("Sync.Tooltip")))
+    p = obs.obs_properties_add_list(group, _b(keys.MATTE_REFRESH), _b(tr("MatteRefresh")), obs.OBS_COMBO_TYPE_LIST,
+                                    obs.OBS_COMBO_FORMAT_INT)
+    for every in keys.REFRESH_EVERY:
+        obs.obs_property_list_add_int(p, _b(tr(f"MatteRefresh.{every}")), every)
+    p = obs.obs_properties_add_bool(group, _b(keys.SKIP_STILL), _b(tr("SkipStill")))
+    obs.obs_property_set_long_description(p, _b(tr("SkipStill.Tooltip")))
