@@ -1,0 +1,142 @@
+"""The live video mode in a real OBS (29.0.2 under Xvfb) with the real model on the CPU: a still picture comes out
+as the pipeline's composite for every background mode, a moving clip is drawn at OBS's frame rate while the matte
+follows at the inference rate, matte refresh every 3rd frame keys about a third as often, and "skip while still"
+keys about once a second and wakes on motion."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import cv2
+import numpy as np
+import pytest
+from obs_harness import Obs, ObsConfig, ai_filter, image_input, media_input
+from test_obs_filter import (
+    ASTRONAUT,
+    BLUE,
+    CLIP,
+    REPO,
+    SCRIPT,
+    SITE_PACKAGES,
+    YELLOW,
+    all_near,
+    pytestmark,
+    reference,
+    rgba,
+    similar,
+    stats,
+    transparent_corners,
+)
+
+from obs_rvm.obs.settings import rgb_to_obs_color
+
+__all__ = ["pytestmark"]  # OBS and Xvfb needed, as for test_obs_filter.py
+FPS = 30
+
+
+def _latest(obs: Obs, label: str, after: int, count: int = 3) -> list[dict[str, str]]:
+    return obs.wait_for(lambda: (s := stats(obs.log_text()[after:], label))[count - 1:] and s, 60,
+                        f"{count} stats lines of {label}")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Obs:
+    work = tmp_path_factory.mktemp("obs-live")
+    small = work / "small.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(CLIP), "-vf", "scale=128:96", "-c:v", "libx264",
+                    "-preset", "ultrafast", str(small)], check=True)
+    flipped = work / "flipped.png"
+    cv2.imwrite(str(flipped), cv2.flip(cv2.imread(str(ASTRONAUT)), 1))
+    config = ObsConfig(
+        script=SCRIPT,
+        environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
+        inputs=[
+            media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur", sync="live")]),
+            media_input("Small", small, [ai_filter("AI", enabled=False, background="transparent", sync="live")]),
+            image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE),
+                                                        sync="live")]),
+        ],
+        env={"OBS_RVM_STATS_INTERVAL": "1"}, fps=FPS,
+    )
+    with Obs(config, work) as o:
+        o.flipped = flipped
+        yield o
+
+
+def test_still_picture_equals_the_pipelines_composite_in_every_mode(live, tmp_path):
+    frame = rgba(ASTRONAUT)
+    picture = tmp_path / "wall.png"
+    cv2.imwrite(str(picture), np.random.default_rng(2).integers(0, 256, (512, 512, 3), np.uint8))
+    checks = {
+        "color": ({"color": rgb_to_obs_color(YELLOW)}, lambda s, ref: similar(s, ref) and all_near(s, YELLOW)),
+        "image": ({"image_path": str(picture)}, lambda s, ref: similar(s, ref)),
+        "blur": ({"blur": 80}, lambda s, ref: similar(s, ref)),
+        "transparent": ({}, lambda s, ref: similar(s, ref, slice(3, 4)) and transparent_corners(s)),
+    }
+    for mode, (extra, check) in checks.items():
+        values = {"background": mode, **extra}
+        expected = reference(frame, sync="sync", **values)  # the synchronous composite of the same picture
+        live.client.set_source_filter_settings("Person", "AI", {**values, "sync": "live"}, True)
+        live.wait_for(lambda check=check, expected=expected: check(live.screenshot("Person"), expected), 90,
+                      f"live '{mode}' matching the pipeline's composite")
+    assert stats(live.log_text(), "'AI' on 'Person'")[-1]["layers"] == "1"
+
+
+def test_moving_clip_is_drawn_at_obs_frame_rate(live):
+    c = live.client
+    c.set_source_filter_enabled("Person", "AI", False)
+    c.set_source_filter_enabled("Clip", "AI", True)
+    live.wait_log(r"'AI' on 'Clip': keying", 120)
+    time.sleep(4)
+    mark = len(live.log_text())
+    before = c.get_stats()
+    lines = _latest(live, "'AI' on 'Clip'", mark, 5)
+    after = c.get_stats()
+    drawn = [float(s["drawn_fps"]) for s in lines]
+    inference = [float(s["inference_fps"]) for s in lines]
+    assert all(s["layers"] == "1" for s in lines)
+    assert min(drawn) >= FPS - 2, f"frames drawn per second {drawn} (OBS runs at {FPS})"
+    assert max(inference) < FPS / 2, f"this test needs a CPU slower than OBS: inference {inference} fps"
+    skipped = after.render_skipped_frames - before.render_skipped_frames
+    assert skipped <= 0.02 * (after.render_total_frames - before.render_total_frames)
+    c.set_source_filter_enabled("Clip", "AI", False)
+
+
+def test_refresh_every_third_frame_keys_a_third_as_often(live):
+    c = live.client
+    c.set_source_filter_enabled("Small", "AI", True)
+    live.wait_log(r"'AI' on 'Small': keying", 120)
+    rates = {}
+    for every in (1, 3):
+        c.set_source_filter_settings("Small", "AI", {"matte_refresh": every}, True)
+        time.sleep(3)
+        lines = _latest(live, "'AI' on 'Small'", len(live.log_text()), 4)
+        rates[every] = float(np.median([float(s["inference_fps"]) for s in lines]))
+        assert min(float(s["drawn_fps"]) for s in lines) >= FPS - 2
+    assert rates[1] >= 0.8 * FPS, f"a 128x96 clip must key every frame here to compare: {rates}"
+    assert 0.25 <= rates[3] / rates[1] <= 0.42, rates
+    c.set_source_filter_enabled("Small", "AI", False)
+
+
+def test_still_picture_keys_once_a_second_and_wakes_on_motion(live):
+    c = live.client
+    values = {"background": "color", "color": rgb_to_obs_color(BLUE), "sync": "live", "skip_still": True}
+    c.set_source_filter_settings("Person", "AI", values, True)
+    c.set_source_filter_enabled("Person", "AI", True)
+    time.sleep(4)
+    lines = _latest(live, "'AI' on 'Person'", len(live.log_text()), 4)
+    rates = [float(s["inference_fps"]) for s in lines]
+    assert all(0.5 <= r <= 1.6 for r in rates), f"keyed {rates} times a second while still"
+    assert int(lines[-1]["still_skipped"]) > int(lines[0]["still_skipped"])
+    period = float(lines[-1]["inference_ms"]) / 1000
+    expected = reference(rgba(live.flipped), sync="sync", **values)
+    c.set_input_settings("Person", {"file": str(live.flipped)}, True)
+    start = time.monotonic()
+    live.wait_for(lambda: similar(live.screenshot("Person"), expected), 30, "the matte of the moved picture")
+    woke = time.monotonic() - start
+    round_trip = time.monotonic()
+    live.screenshot("Person")
+    round_trip = time.monotonic() - round_trip
+    # Two inference periods, plus the frame it is captured in and read back at, plus one screenshot's round trip.
+    assert woke <= 2 * period + 2 / FPS + 2 * round_trip, (woke, period, round_trip)
