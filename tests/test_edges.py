@@ -107,3 +107,22 @@ def test_obs_settings_carry_and_check_the_edge_controls():
         filter_settings(matte_grow=12).check()
     with pytest.raises(InputError, match="feather must be 0 to 10 px"):
         filter_settings(feather=-1).check()
+
+
+def test_process_command_applies_the_edge_controls(tmp_path):
+    """`obs-rvm process --matte-grow --feather` writes what a session with those options makes, edge for edge."""
+    import subprocess
+    import sys
+
+    from paths import CLIPS
+
+    out = tmp_path / "%04d.png"
+    subprocess.run([sys.executable, "-m", "obs_rvm.cli", "process", str(CLIPS / "again.mkv"), "-o", str(out), "-b",
+                    "transparent", "--matte-grow", "-3", "--feather", "2", "--max-frames", "2", "-q"], check=True,
+                   timeout=300)
+    session = MattingSession(SessionOptions(background=BackgroundConfig("transparent"), matte_grow=-3, feather=2))
+    plain = MattingSession(SessionOptions(background=BackgroundConfig("transparent")))
+    for i, frame in enumerate(clip_frames("again.mkv", 2)):
+        got = cv2.imread(str(tmp_path / f"{i:04d}.png"), cv2.IMREAD_UNCHANGED)[..., 3]
+        assert max_diff(got, session.process(frame, i / 30)[..., 3]) == 0
+        assert max_diff(got, plain.process(frame, i / 30)[..., 3]) > 50

@@ -54,8 +54,9 @@ def rgba(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 def reference(frame: np.ndarray, **values) -> np.ndarray:
-    """What the pipeline itself makes of this frame with these filter settings, once RVM's state has settled."""
-    session = MattingSession(filter_settings(**values).session_options())
+    """What the pipeline itself makes of this frame with these filter settings, once RVM's state has settled: the
+    composite (live video's own layers are what OBS mixes with the frame, not something a user sees)."""
+    session = MattingSession(filter_settings(**{**values, "sync": "sync"}).session_options())
     for i in range(REFERENCE_FRAMES):
         out = session.process(frame, i / 30)
     session.close()
