@@ -18,6 +18,8 @@ MOVED_SHARE = 0.002
 """The picture moved when more than this share of the thumbnail's pixels did (a talking mouth is enough)."""
 MAX_SKIP_NS = 1_000_000_000
 """Key at least this often even while the picture is still (lighting drifts, a hand creeps in slowly)."""
+SETTLE = 4
+"""Frames keyed after a motion even if still: RVM's recurrent state needs a few to settle on the new picture."""
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -34,14 +36,17 @@ class StillDetector:
     def __init__(self) -> None:
         self._keyed: np.ndarray | None = None
         self._keyed_time: int | None = None
+        self._settling = 0
         self.skipped = 0
 
     def should_key(self, frame: np.ndarray, frame_time: int) -> bool:
         """True if this frame must be keyed (then it becomes the reference); False counts it as skipped."""
         thumb = thumbnail(frame)
         previous, at = self._keyed, self._keyed_time
-        if (previous is None or at is None or previous.shape != thumb.shape or frame_time - at >= MAX_SKIP_NS
-                or float((np.abs(thumb - previous) > PIXEL_CHANGE).mean()) > MOVED_SHARE):
+        moved = (previous is None or at is None or previous.shape != thumb.shape
+                 or float((np.abs(thumb - previous) > PIXEL_CHANGE).mean()) > MOVED_SHARE)
+        if moved or self._settling or frame_time - (at or 0) >= MAX_SKIP_NS:
+            self._settling = SETTLE if moved else max(0, self._settling - 1)
             self._keyed, self._keyed_time = thumb, frame_time
             return True
         self.skipped += 1
@@ -49,6 +54,7 @@ class StillDetector:
 
     def forget(self) -> None:
         self._keyed = self._keyed_time = None
+        self._settling = 0
 
 
 class RefreshCadence:
