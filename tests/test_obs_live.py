@@ -40,12 +40,52 @@ def _latest(obs: Obs, label: str, after: int, count: int = 3) -> list[dict[str, 
                         f"{count} stats lines of {label}")
 
 
+BITS, BLOCK, CODE_Y, CODE_X = 8, 20, 375, 145
+"""The frame number (mod 256) is written as 8 black/white blocks across the astronaut's chest (inside the matte)."""
+
+
+def write_coded_clip(path, seconds: int = 20) -> None:
+    still = cv2.imread(str(ASTRONAUT))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (512, 512))
+    for i in range(seconds * FPS):
+        frame = still.copy()
+        for bit in range(BITS):
+            x = CODE_X + bit * BLOCK
+            frame[CODE_Y:CODE_Y + BLOCK, x:x + BLOCK] = 255 if (i >> bit) & 1 else 0
+        writer.write(frame)
+    writer.release()
+
+
+def frame_number(shot: np.ndarray) -> int:
+    value = 0
+    for bit in range(BITS):
+        x = CODE_X + bit * BLOCK
+        if shot[CODE_Y + 5:CODE_Y + BLOCK - 5, x + 5:x + BLOCK - 5, :3].mean() > 128:
+            value |= 1 << bit
+    return value
+
+
+def video_lag(obs: Obs, samples: int = 12) -> float:
+    """Median frames between the media source's playback position and the frame the filter's output shows."""
+    lags = []
+    for _ in range(samples):
+        before = obs.client.get_media_input_status("Coded").media_cursor
+        shown = frame_number(obs.screenshot("Coded"))
+        after = obs.client.get_media_input_status("Coded").media_cursor
+        playing = round((before + after) / 2 * FPS / 1000)
+        lags.append((playing - shown) % 256)
+        time.sleep(0.13)
+    return float(np.median(lags))
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> Obs:
     work = tmp_path_factory.mktemp("obs-live")
     small = work / "small.mkv"
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(CLIP), "-vf", "scale=128:96", "-c:v", "libx264",
                     "-preset", "ultrafast", str(small)], check=True)
+    coded = work / "coded.avi"
+    write_coded_clip(coded)
     flipped = work / "flipped.png"
     cv2.imwrite(str(flipped), cv2.flip(cv2.imread(str(ASTRONAUT)), 1))
     config = ObsConfig(
@@ -54,6 +94,7 @@ def live(tmp_path_factory) -> Obs:
         inputs=[
             media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur", sync="live")]),
             media_input("Small", small, [ai_filter("AI", enabled=False, background="transparent", sync="live")]),
+            media_input("Coded", coded, [ai_filter("AI", enabled=False, background="color", sync="live")]),
             image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE),
                                                         sync="live")]),
         ],
@@ -148,3 +189,24 @@ def test_still_picture_keys_once_a_second_and_wakes_on_motion(live):
     # Two inference periods, plus the frame it is captured in and read back at, plus the screenshots' round trips.
     assert woke <= 2 * period + 2 / FPS + 2 * round_trip, (woke, period, round_trip)
     live.wait_for(lambda: similar(live.screenshot("Person"), expected), 30, "the settled matte of the moved picture")
+
+
+def test_live_video_adds_no_latency(live):
+    """The frame number shown against the media source's own playback position: live video within one frame of
+    the unfiltered source, in sync it trails by the inference time."""
+    c = live.client
+    c.set_source_filter_enabled("Person", "AI", False)
+    time.sleep(1)
+    unfiltered = video_lag(live)
+    c.set_source_filter_enabled("Coded", "AI", True)
+    live.wait_log(r"'AI' on 'Coded': keying", 120)
+    time.sleep(3)
+    live_lag = video_lag(live)
+    mark = len(live.log_text())
+    c.set_source_filter_settings("Coded", "AI", {"sync": "sync"}, True)
+    live.wait_log(r"'AI' on 'Coded': keying", 120, after=mark)
+    time.sleep(3)
+    sync_lag = video_lag(live)
+    print(f"\nvideo lag in frames: unfiltered {unfiltered}, live {live_lag}, in sync {sync_lag}")
+    assert live_lag - unfiltered <= 1, (unfiltered, live_lag, sync_lag)
+    assert sync_lag - unfiltered >= 2, "in sync the video must trail: else this measures nothing"
