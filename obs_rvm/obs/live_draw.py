@@ -58,13 +58,11 @@ class LiveDraw:
             return False
         if not obs.obs_source_process_filter_begin(filter_source, obs.GS_RGBA, obs.OBS_NO_DIRECT_RENDERING):
             return False
-        matte = obs.gs_effect_get_param_by_name(effect, b"matte")
-        # Sampled like `image` (which libobs binds in process_filter_end): decoded to linear when OBS renders
-        # in linear sRGB, so the lerp sees both layers in the same space. Alpha is never decoded.
-        if obs.gs_get_linear_srgb():
-            obs.gs_effect_set_texture_srgb(matte, self._texture)
-        else:
-            obs.gs_effect_set_texture(matte, self._texture)
+        # The layers are sampled as stored (sRGB-encoded, like the graph's numbers); libobs binds `image` itself in
+        # process_filter_end, decoded when OBS renders in linear light: the effect then encodes it to mix.
+        obs.gs_effect_set_texture(obs.gs_effect_get_param_by_name(effect, b"matte"), self._texture)
+        obs.gs_effect_set_float(obs.gs_effect_get_param_by_name(effect, b"linear_in"),
+                                1.0 if obs.gs_get_linear_srgb() else 0.0)
         obs.obs_source_process_filter_tech_end(filter_source, effect, width, height,
                                                b"DrawTransparent" if transparent else b"Draw")
         return True
