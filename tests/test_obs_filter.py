@@ -241,8 +241,9 @@ def test_properties_panel(pictures):
     status = p["status"]
     assert status["type"] == OBS_PROPERTY["text"] and status["text_type"] == OBS_TEXT_INFO
     text = status["long_description"]
-    for part in ("Running: onnxruntime on CPU", "rvm_mobilenetv3", "512x512", "fps", "Latency:", "Sync Offset",
-                 "Render thread:"):
+    for part in ("Running: onnxruntime on CPU", "rvm_mobilenetv3", "512x512", "fps", "Latency:", "matte age",
+                 "Video: live video over the newest matte (automatic: the CPU cannot key every frame)",
+                 "frames drawn", "Render thread:"):
         assert part in text, f"{part!r} missing from the status:\n{text}"
     assert p["refreshes"] >= 1  # status changes (new modes, new size) reloaded an open panel
     assert status["info_type"] == OBS_TEXT_INFO_NORMAL, "a healthy status is drawn in OBS's normal text colour"
