@@ -15,6 +15,7 @@ from . import __version__
 from .backgrounds import DEFAULT_COLOR, MODES, BackgroundConfig
 from .engines import BACKENDS
 from .errors import InputError, ObsRvmError
+from .graph import MAX_FEATHER, MAX_GROW
 from .matting import SessionOptions
 
 
@@ -54,6 +55,20 @@ def parse_blur(text: str) -> float:
     return value
 
 
+def parse_pixels(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number of pixels from {low} to {high}, got "
+                                             f"'{text}'")
+        return value
+
+    return parse
+
+
 def add_pipeline_options(parser: argparse.ArgumentParser, default_mode: str = "blur") -> None:
     g = parser.add_argument_group("matting")
     g.add_argument("--background", "-b", choices=MODES, default=default_mode, help="what replaces the background")
@@ -69,6 +84,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_mode: str = "b
                    help="auto: TensorRT if possible, else onnxruntime (CUDA, then CPU); tensorrt: GPU or an error")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for onnxruntime")
     g.add_argument("--fp32", dest="fp16", action="store_false", help="TensorRT: build in FP32 instead of FP16")
+    g.add_argument("--matte-grow", type=parse_pixels(-MAX_GROW, MAX_GROW, "--matte-grow"), default=0, metavar="N",
+                   help="grow (N > 0) or shrink (N < 0) the person's matte by N pixels, -10..10 (default 0)")
+    g.add_argument("--feather", type=parse_pixels(0, MAX_FEATHER, "--feather"), default=0, metavar="N",
+                   help="soften the matte's edge over about N pixels, 0..10 (default 0)")
 
 
 def session_options(args: argparse.Namespace) -> SessionOptions:
@@ -79,7 +98,8 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
     if args.background == "video" and not args.video:
         raise InputError("--background video needs --video PATH")
     return SessionOptions(model=args.model, background=background, downsample_ratio=args.downsample,
-                          backend=args.backend, threads=args.threads, fp16=args.fp16)
+                          backend=args.backend, threads=args.threads, fp16=args.fp16,
+                          matte_grow=args.matte_grow, feather=args.feather)
 
 
 def _download_bar():

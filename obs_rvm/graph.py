@@ -39,6 +39,9 @@ STATE_INPUTS = ("r1i", "r2i", "r3i", "r4i")
 STATE_OUTPUTS = ("r1o", "r2o", "r3o", "r4o")
 FRAME, OUTPUT, BACKGROUND, BLUR_H, BLUR_W = "frame", "output", "background", "blur_h", "blur_w"
 
+MAX_GROW, MAX_FEATHER = 10, 10
+"""Edge controls, in pixels of the frame: shrink/grow -10..+10, feather 0..10."""
+
 MIN_LOWRES_SIDE = 16
 """RVM's guided-filter refiner fails below a few pixels at the low resolution: smaller frames are padded."""
 
@@ -60,12 +63,24 @@ class GraphSpec:
     variant: Variant
     fp16: bool = False
     """RVM's recurrent core in float16 (see fp16.py): what TensorRT's FP16 path builds. onnxruntime runs float32."""
+    matte_grow: int = 0
+    """Grow (> 0) or shrink (< 0) the matte by this many pixels of the frame (a square max/min filter)."""
+    feather: int = 0
+    """Soften the matte's edge over about this many pixels (a separable Gaussian, sigma = feather / 2)."""
+    layers: bool = False
+    """Output the layers instead of the composite: RGB = the background layer (colour, picture, video frame or the
+    person-free blur; black for TRANSPARENT), A = the alpha. OBS's live mode composites them on its GPU with the
+    current video frame, so the video runs at OBS's frame rate while the matte follows at the inference rate."""
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
             raise ValueError(f"frame size must be positive, got {self.width}x{self.height}")
         if not 0 < self.downsample_ratio <= 1:
             raise ValueError(f"downsample ratio must be in (0, 1], got {self.downsample_ratio}")
+        if not -MAX_GROW <= self.matte_grow <= MAX_GROW:
+            raise ValueError(f"matte grow/shrink must be {-MAX_GROW}..{MAX_GROW} px, got {self.matte_grow}")
+        if not 0 <= self.feather <= MAX_FEATHER:
+            raise ValueError(f"feather must be 0..{MAX_FEATHER} px, got {self.feather}")
 
 
 @dataclass(frozen=True)
@@ -330,9 +345,12 @@ def _wrap(model: onnx.ModelProto, spec: GraphSpec, hm: int, wm: int) -> onnx.Mod
     if (hm, wm) != (h, w):
         fgr = b.slice(fgr, [0, 0], [h, w], [2, 3])
         pha = b.slice(pha, [0, 0], [h, w], [2, 3])
+    pha = _refine_matte(b, pha, spec.matte_grow, spec.feather)
 
     # Compositing, then back to uint8 RGBA [H,W,4].
-    if spec.variant is Variant.TRANSPARENT:
+    if spec.layers:
+        _layers_output(b, x, pha, spec.variant, h, w)
+    elif spec.variant is Variant.TRANSPARENT:
         b.pixels_from_planes(b.op("Concat", [fgr, pha], axis=1), h, w, 4, [0, 0, 0, 0], OUTPUT)
     else:
         if spec.variant is Variant.REPLACE:
@@ -355,6 +373,7 @@ def _wrap(model: onnx.ModelProto, spec: GraphSpec, hm: int, wm: int) -> onnx.Mod
         graph.output.remove(next(o for o in graph.output if o.name == name))
     graph.output.insert(0, helper.make_tensor_value_info(OUTPUT, TensorProto.UINT8, [h, w, 4]))
     graph.name = f"obs_rvm {spec.variant.value} {w}x{h} r={spec.downsample_ratio}{' fp16' if spec.fp16 else ''}"
+    graph.name += " layers" if spec.layers else ""
     del graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     onnx.checker.check_model(model)
@@ -400,3 +419,46 @@ def _blurred_background(b: _Builder, x: str, pha: str, h: int, w: int) -> str:
     empty = b.const(np.zeros(0, np.float32))  # roi and scales: required (if empty) before opset 13
     return b.op("Resize", [low, empty, empty, b.const(np.array([1, 3, h, w], np.int64))],
                 mode="linear", coordinate_transformation_mode="half_pixel")
+
+
+def _layers_output(b: _Builder, x: str, pha: str, variant: Variant, h: int, w: int) -> None:
+    """The live mode's output: uint8 RGBA [H,W,4] with the background layer in RGB and the alpha in A."""
+    if variant is Variant.TRANSPARENT:  # alpha alone, into A: one Gemm with a [1, 4] scale (RGB stays 0)
+        a = b.op("Gemm", [b.reshape(pha, [1, h * w]), b.const(np.array([[0, 0, 0, 255]], np.float32)),
+                          b.const(np.array([0.5] * 4, np.float32))], transA=1)
+        a = b.op("Clip", [a, b.scalar(0.0), b.scalar(255.5)])
+        b.op("Cast", [b.reshape(a, [h, w, 4])], output=OUTPUT, to=TensorProto.UINT8)
+        return
+    bg = b.planes_from_pixels(BACKGROUND, h, w, 3, 3) if variant is Variant.REPLACE else _blurred_background(
+        b, x, pha, h, w)
+    b.pixels_from_planes(b.op("Concat", [bg, pha], axis=1), h, w, 4, [0, 0, 0, 0], OUTPUT)
+
+
+def feather_taps(feather: int) -> np.ndarray:
+    """The normalised 1-D Gaussian the feather applies along each axis: sigma = feather / 2, radius = feather."""
+    offsets = np.arange(-feather, feather + 1, dtype=np.float64)
+    taps = np.exp(-0.5 * (offsets / (feather / 2)) ** 2)
+    return (taps / taps.sum()).astype(np.float32)
+
+
+def _refine_matte(b: _Builder, pha: str, grow: int, feather: int) -> str:
+    """Edge controls on the alpha [1,1,H,W]: grow/shrink (morphology), then feather (blur). 0 adds no node at all.
+
+    Both are separable (a row pass, then a column pass) and edge-padded first, so the frame's border acts as if the
+    picture went on (a person cut by the bottom edge stays opaque there) and the passes need no padding of their own.
+    Shrinking is 1 - grow(1 - a). Only Pad, MaxPool, Conv and Sub: all in TensorRT 10's ONNX parser.
+    """
+    if grow:
+        r = abs(grow)
+        x = pha if grow > 0 else b.op("Sub", [b.scalar(1.0), pha])
+        x = b.op("Pad", [x, b.const(np.array([0, 0, r, r, 0, 0, r, r], np.int64))], mode="edge")
+        x = b.op("MaxPool", [x], kernel_shape=[1, 2 * r + 1], strides=[1, 1])
+        x = b.op("MaxPool", [x], kernel_shape=[2 * r + 1, 1], strides=[1, 1])
+        pha = x if grow > 0 else b.op("Sub", [b.scalar(1.0), x])
+    if feather:
+        r = feather
+        taps = feather_taps(feather)
+        x = b.op("Pad", [pha, b.const(np.array([0, 0, r, r, 0, 0, r, r], np.int64))], mode="edge")
+        x = b.op("Conv", [x, b.const(taps.reshape(1, 1, 1, -1))], kernel_shape=[1, 2 * r + 1])
+        pha = b.op("Conv", [x, b.const(taps.reshape(1, 1, -1, 1))], kernel_shape=[2 * r + 1, 1], hint="feathered")
+    return pha

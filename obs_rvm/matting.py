@@ -51,6 +51,14 @@ class SessionOptions:
     """TensorRT: run RVM's recurrent core in FP16 where the GPU has fast FP16 (onnxruntime always runs FP32)."""
     scene_cut: float = 40.0
     """Mean absolute change (0-255) of a tiny grey thumbnail above which the state is reset; 0 disables."""
+    matte_grow: int = 0
+    """Edge control, px at the frame's resolution: grow (> 0) or shrink (< 0) the matte, -10..10."""
+    feather: int = 0
+    """Edge control, px: soften the matte's edge, 0..10."""
+    layers: bool | None = False
+    """Return the layers (RGB = background layer, A = alpha) for a compositor that has the current frame (OBS's
+    live mode) instead of the composite. None: layers when the engine runs on the CPU (it cannot key every frame),
+    the composite on a GPU."""
 
 
 @dataclass
@@ -64,6 +72,8 @@ class SessionStatus:
     notes: list[str] = field(default_factory=list)
     """Why better backends were skipped."""
     resets: int = 0
+    layers: bool = False
+    """Whether process() returns layers (see SessionOptions.layers) rather than the composite."""
 
 
 class MattingSession:
@@ -148,7 +158,9 @@ class MattingSession:
         while True:
             candidate = self._candidates[0]
             ratio = self.options.downsample_ratio or auto_downsample_ratio(height, width, candidate.gpu)
-            spec = GraphSpec(width, height, ratio, background.variant, fp16=candidate.fp16)
+            layers = (not candidate.gpu) if self.options.layers is None else self.options.layers
+            spec = GraphSpec(width, height, ratio, background.variant, fp16=candidate.fp16,
+                             matte_grow=self.options.matte_grow, feather=self.options.feather, layers=layers)
             self._on_status(f"preparing the model for {width}x{height}")
             graph = prepare(self.model, spec)
             try:
@@ -162,6 +174,7 @@ class MattingSession:
                 continue
             self.status.backend = engine.describe()
             self.status.downsample_ratio = ratio
+            self.status.layers = layers
             return engine
 
     def _scene_cut(self, frame: np.ndarray) -> bool:

@@ -7,6 +7,11 @@ compare numbers from one run). Prints the filter's own video_render time (median
 render time, skipped frames, inference and shown fps, and the capture-to-screen latency.
 
     .venv/bin/python scripts/bench_obs_filter.py [--seconds 20] [--sizes 640x480,1280x720] [--mode blur]
+        [--sync sync,live] [--matte-refresh 1] [--skip-still]
+
+With --sync sync,live the filter runs once per mode; for each it prints frames drawn per second (live: the current
+video drawn over the newest matte), matte updates per second, the latency of the video and of the matte, and the
+OBS process's CPU share (all cores = 100%).
 """
 
 from __future__ import annotations
@@ -60,22 +65,31 @@ def clip(width: int, height: int, folder: Path) -> Path:
     return out
 
 
-def obs_run(width: int, height: int, mode: str, seconds: float, enabled: bool, work: Path) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def obs_run(width: int, height: int, mode: str, seconds: float, enabled: bool, work: Path,
+            **extra: object) -> dict:
     config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py",
                        site_packages=[Path(p) for p in __import__("site").getsitepackages()],
                        inputs=[media_input("Camera", clip(width, height, work),
-                                           [ai_filter("AI", enabled=enabled, background=mode)])],
+                                           [ai_filter("AI", enabled=enabled, background=mode, **extra)])],
                        canvas=(width, height), env={"OBS_RVM_STATS_INTERVAL": "2"})
-    with Obs(config, work / ("on" if enabled else "off")) as o:
+    with Obs(config, work / ("on-" + "-".join(map(str, extra.values())) if enabled else "off")) as o:
         if enabled:
             o.wait_log(r"'AI' on 'Camera': keying", 120)
         time.sleep(3)
         before = o.client.get_stats()
+        cpu_before, wall_before = cpu_seconds(o._obs.pid), time.monotonic()
         time.sleep(seconds)
         after = o.client.get_stats()
+        cpu_share = (cpu_seconds(o._obs.pid) - cpu_before) / (time.monotonic() - wall_before) / os.cpu_count()
     log = o.log_text()
     result = {"skipped": after.render_skipped_frames - before.render_skipped_frames,
-              "rendered": after.render_total_frames - before.render_total_frames}
+              "rendered": after.render_total_frames - before.render_total_frames, "cpu_share": cpu_share}
     profile = PROFILER.search(log)
     if profile:
         result["main_median"], result["main_p99"] = float(profile.group(1)), float(profile.group(2))
@@ -90,6 +104,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--sizes", default="640x480,1280x720")
     parser.add_argument("--mode", default="blur")
+    parser.add_argument("--sync", default="sync,live", help="video modes to measure, comma-separated")
+    parser.add_argument("--matte-refresh", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument("--skip-still", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("OBS_RVM_MODEL", str(MODEL))
     os.environ.setdefault("OBS_RVM_CACHE_DIR", str(Path(tempfile.gettempdir()) / "obs-rvm-test-cache"))
@@ -99,22 +116,28 @@ def main() -> None:
             work = Path(tmp)
             engine_before = engine_alone(width, height, args.mode, args.seconds / 2)
             off = obs_run(width, height, args.mode, args.seconds, False, work)
-            on = obs_run(width, height, args.mode, args.seconds, True, work)
+            runs = {sync: obs_run(width, height, args.mode, args.seconds, True, work, sync=sync,
+                                  matte_refresh=args.matte_refresh, skip_still=args.skip_still)
+                    for sync in args.sync.split(",")}
             engine_after = engine_alone(width, height, args.mode, args.seconds / 2)
         engine_fps = 2000 / (engine_before + engine_after)
-        shown = float(on.get("shown_fps", 0))
-        print(f"{width}x{height} {args.mode}, {on.get('backend', '?')}:")
-        print(f"  filter video_render: median {float(on['render_median_ms']):.2f} ms, "
-              f"p99 {float(on['render_p99_ms']):.2f} ms")
-        print(f"  OBS render_main_texture: median {on.get('main_median')} ms / p99 {on.get('main_p99')} ms with the "
-              f"filter, {off.get('main_median')} / {off.get('main_p99')} ms without")
-        print(f"  skipped frames: {on['skipped']}/{on['rendered']} with, {off['skipped']}/{off['rendered']} without")
-        print(f"  engine alone {engine_fps:.1f} fps ({engine_before:.0f} / {engine_after:.0f} ms before / after); in "
-              f"OBS inference {float(on['inference_fps']):.1f} fps, keyed frames shown {shown:.1f} fps "
-              f"({shown / engine_fps:.2f} of the engine alone)")
-        print(f"  latency capture -> keyed frame drawn: {float(on['latency_ms']):.0f} ms (median); dropped "
-              f"{on['dropped']} captured frames")
-
+        print(f"{width}x{height} {args.mode}: engine alone {engine_fps:.1f} fps ({engine_before:.0f} / "
+              f"{engine_after:.0f} ms before / after); without the filter OBS render_main_texture median "
+              f"{off.get('main_median')} / p99 {off.get('main_p99')} ms, skipped {off['skipped']}/{off['rendered']}, "
+              f"OBS CPU {100 * off['cpu_share']:.0f}%")
+        for sync, on in runs.items():
+            live = on.get("layers") == "1"
+            print(f"  {sync} ({'live video' if live else 'in sync'}), {on.get('backend', '?')}, matte refresh "
+                  f"{args.matte_refresh}{', skip still' if args.skip_still else ''}:")
+            print(f"    frames drawn {float(on.get('drawn_fps', 0)):.1f} fps, matte updates (inference) "
+                  f"{float(on['inference_fps']):.1f} fps, skipped frames {on['skipped']}/{on['rendered']}")
+            print(f"    filter video_render: median {float(on['render_median_ms']):.2f} ms, p99 "
+                  f"{float(on['render_p99_ms']):.2f} ms; OBS render_main_texture median {on.get('main_median')} / "
+                  f"p99 {on.get('main_p99')} ms")
+            matte = float(on["latency_ms"])
+            video = "0 ms (the current frame)" if live else f"{matte:.0f} ms"
+            print(f"    latency of the video {video}, of the matte {matte:.0f} ms (median); OBS CPU "
+                  f"{100 * on['cpu_share']:.0f}% of all cores")
 
 if __name__ == "__main__":
     main()

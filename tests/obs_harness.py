@@ -103,9 +103,12 @@ class ObsConfig:
     """Render the main window's preview (costs CPU under Xvfb's software OpenGL)."""
     gdb: bool = False
     """Run OBS under gdb, which prints every thread's backtrace into obs-stdout.txt if OBS crashes."""
+    window_manager: bool = False
+    """Run openbox on the display first: Qt dialogs (the filter's properties) only paint with a window manager."""
 
 
 COLLECTION = "Test"
+SCREEN = "1280x800"
 PROFILE = "Test"
 
 
@@ -142,6 +145,8 @@ class Obs:
         self.returncode: int | None = None
         self._xvfb: subprocess.Popen | None = None
         self._obs: subprocess.Popen | None = None
+        self._wm: subprocess.Popen | None = None
+        self.display = ""
         self._client = None
 
     # -- set-up -------------------------------------------------------------------------------------------------
@@ -185,11 +190,15 @@ class Obs:
         (self.workdir / "home").mkdir(exist_ok=True)
         self._write_config()
         read, write = os.pipe()
-        self._xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten",
+        self._xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", f"{SCREEN}x24", "-nolisten",
                                        "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
         os.close(write)
         with os.fdopen(read) as f:
             display = ":" + f.readline().strip()
+        self.display = display
+        if self.config.window_manager:
+            self._wm = subprocess.Popen(["openbox"], env={**os.environ, "DISPLAY": display},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         out = open(self.workdir / "obs-stdout.txt", "wb")  # noqa: SIM115 - lives as long as the process
         # gdb passes SIGINT on to OBS, prints every thread's stack if OBS dies, and exits with OBS's exit code.
         gdb = ["gdb", "-q", "-batch", "-ex", "handle SIGINT nostop noprint pass", "-ex",
@@ -281,6 +290,12 @@ class Obs:
         bgra = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
         return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
 
+    def screen(self, path: Path) -> np.ndarray:
+        """The whole X display as OBS's user sees it (ffmpeg's x11grab), saved as a PNG; returned as RGB."""
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "x11grab", "-video_size", SCREEN, "-i",
+                        self.display, "-frames:v", "1", str(path)], check=True)
+        return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
     # -- shutdown -----------------------------------------------------------------------------------------------
 
     def stop(self, timeout: float = 60.0) -> int | None:
@@ -299,6 +314,9 @@ class Obs:
                 self._obs.wait()
         if self._obs is not None:
             self.returncode = self._obs.returncode
+        if self._wm is not None and self._wm.poll() is None:
+            self._wm.terminate()
+            self._wm.wait(10)
         if self._xvfb is not None and self._xvfb.poll() is None:
             self._xvfb.terminate()
             self._xvfb.wait(10)

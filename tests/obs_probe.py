@@ -10,7 +10,8 @@ import os
 import obspython as obs
 
 NAMES = ("background", "color", "image_path", "video_path", "blur", "model", "backend", "downsample_ratio", "fp16",
-         "status", "refresh")
+         "status", "refresh", "matte_grow", "feather", "sync", "refresh_every", "skip_still")
+GROUPS = ("group_background", "group_edges", "group_speed", "group_status")
 OUT = os.environ.get("OBS_RVM_PROBE_DIR", "")
 FILTER = os.environ.get("OBS_RVM_PROBE_FILTER", "AI")
 refreshes: dict[str, int] = {}
@@ -48,6 +49,10 @@ def describe(p) -> dict:
     elif kind == obs.OBS_PROPERTY_FLOAT:
         info["range"] = [obs.obs_property_float_min(p), obs.obs_property_float_max(p), obs.obs_property_float_step(p)]
         info["slider"] = obs.obs_property_float_type(p) == obs.OBS_NUMBER_SLIDER
+    elif kind == obs.OBS_PROPERTY_GROUP:
+        content = obs.obs_property_group_content(p)
+        info["group_type"] = obs.obs_property_group_type(p)
+        info["contains"] = [name for name in NAMES if obs.obs_properties_get(content, name) is not None]
     return info
 
 
@@ -62,7 +67,7 @@ def dump() -> None:
         watch(name, flt)
         props = obs.obs_source_properties(flt)
         entry = {"refreshes": refreshes[name]}
-        for key in NAMES:
+        for key in NAMES + GROUPS:
             p = obs.obs_properties_get(props, key)
             entry[key] = describe(p) if p is not None else None
         obs.obs_properties_destroy(props)

@@ -13,7 +13,8 @@ from obs_rvm.bench import BareModel
 
 from paths import CLIPS
 
-__all__ = ["BareModel", "blurred_background", "clip_frames", "over", "transparent"]
+__all__ = ["BareModel", "blurred_background", "clip_frames", "feather_matte", "grow_matte", "layers", "over",
+           "transparent"]
 
 
 def clip_frames(name: str = "again.mkv", count: int = 5, start: int = 0) -> list[np.ndarray]:
@@ -72,3 +73,26 @@ def blurred_background(rgb01: np.ndarray, pha: np.ndarray, sigma: float) -> np.n
     if f > 1:
         bg = cv2.resize(bg.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return bg
+
+
+def grow_matte(pha: np.ndarray, pixels: int) -> np.ndarray:
+    """The documented shrink/grow: a (2|n|+1)-square max (grow) or min (shrink) filter; the frame's edge repeats."""
+    if not pixels:
+        return pha
+    kernel = np.ones((2 * abs(pixels) + 1,) * 2, np.uint8)
+    op = cv2.dilate if pixels > 0 else cv2.erode
+    return op(pha[..., 0], kernel, borderType=cv2.BORDER_REPLICATE)[..., None]
+
+
+def feather_matte(pha: np.ndarray, pixels: int) -> np.ndarray:
+    """The documented feather: a Gaussian with sigma = n/2 cut at radius n; the frame's edge repeats."""
+    if not pixels:
+        return pha
+    size = 2 * pixels + 1
+    return cv2.GaussianBlur(pha[..., 0], (size, size), pixels / 2, borderType=cv2.BORDER_REPLICATE)[..., None]
+
+
+def layers(pha: np.ndarray, bg01: np.ndarray | None) -> np.ndarray:
+    """The live mode's graph output: RGB = background layer (black for transparent), A = alpha."""
+    rgb = np.zeros((*pha.shape[:2], 3), np.float32) if bg01 is None else bg01
+    return to_uint8(np.concatenate([rgb, pha], axis=2))

@@ -42,8 +42,9 @@ SITE_PACKAGES = [Path(p) for p in site.getsitepackages()]
 BLUE, YELLOW, RED = (0, 0, 255), (255, 220, 0), (255, 0, 0)
 CLIP = CLIPS / "help.mkv"
 BACKGROUND_VIDEO = CLIPS / "thanks.mkv"
-OBS_PROPERTY = {"bool": 1, "int": 2, "float": 3, "text": 4, "path": 5, "list": 6, "color": 7, "button": 8}
-OBS_TEXT_INFO, OBS_TEXT_INFO_ERROR, OBS_COMBO_TYPE_EDITABLE = 3, 2, 1
+OBS_PROPERTY = {"bool": 1, "int": 2, "float": 3, "text": 4, "path": 5, "list": 6, "color": 7, "button": 8,
+                "group": 12}
+OBS_TEXT_INFO, OBS_TEXT_INFO_NORMAL, OBS_TEXT_INFO_ERROR, OBS_COMBO_TYPE_EDITABLE = 3, 0, 2, 1
 RENDER_SKIP_ALLOWANCE = 0.01
 """Skipped frames with the filter, over those without, as a share of all frames: noise on a shared 2-core machine
 (2 of 601 seen once), far below what a render thread waiting for inference skips (half of them and more)."""
@@ -57,8 +58,9 @@ def rgba(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 def reference(frame: np.ndarray, **values) -> np.ndarray:
-    """What the pipeline itself makes of this frame with these filter settings, once RVM's state has settled."""
-    session = MattingSession(filter_settings(**values).session_options())
+    """What the pipeline itself makes of this frame with these filter settings, once RVM's state has settled: the
+    composite (live video's own layers are what OBS mixes with the frame, not something a user sees)."""
+    session = MattingSession(filter_settings(**{**values, "sync": "sync"}).session_options())
     for i in range(REFERENCE_FRAMES):
         out = session.process(frame, i / 30)
     session.close()
@@ -250,10 +252,24 @@ def test_properties_panel(pictures):
     status = p["status"]
     assert status["type"] == OBS_PROPERTY["text"] and status["text_type"] == OBS_TEXT_INFO
     text = status["long_description"]
-    for part in ("Running: onnxruntime on CPU", "Model: mobilenetv3-web", "512x512", "fps", "Latency:", "Sync Offset",
-                 "Render thread:"):
+    for part in ("Running: onnxruntime on CPU", "mobilenetv3-web", "512x512", "fps", "Latency:", "matte age",
+                 "Video: live video over the newest matte (automatic: the CPU cannot key every frame)",
+                 "frames drawn", "Render thread:"):
         assert part in text, f"{part!r} missing from the status:\n{text}"
     assert p["refreshes"] >= 1  # status changes (new modes, new size) reloaded an open panel
+    assert status["info_type"] == OBS_TEXT_INFO_NORMAL, "a healthy status is drawn in OBS's normal text colour"
+    assert "Last step" not in text
+    assert not p["fp16"]["visible"], "no TensorRT on this machine: the FP16 switch is hidden"
+    assert "TensorRT skipped" in text, "the reason FP16 is hidden stays in the status"
+    groups = {name: p[name] for name in ("group_background", "group_edges", "group_speed", "group_status")}
+    assert all(g is not None and g["type"] == OBS_PROPERTY["group"] for g in groups.values()), groups
+    assert groups["group_background"]["contains"] == ["background", "color", "image_path", "video_path", "blur"]
+    assert groups["group_edges"]["contains"] == ["matte_grow", "feather"]
+    assert {"model", "backend", "downsample_ratio", "fp16"} <= set(groups["group_speed"]["contains"])
+    assert groups["group_status"]["contains"] == ["status", "refresh"]
+    for key in ("matte_grow", "feather"):
+        assert p[key]["type"] == OBS_PROPERTY["int"] and p[key]["slider"]
+    assert p["matte_grow"]["range"] == [-10, 10, 1] and p["feather"]["range"] == [0, 10, 1]
     missing = data["Missing"]["status"]
     assert missing["info_type"] == OBS_TEXT_INFO_ERROR
     assert "model file not found: /nonexistent/rvm.onnx" in missing["long_description"]

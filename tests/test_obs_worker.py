@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from obs_rvm.matting import MattingSession
 from obs_rvm.obs import settings as keys
 from obs_rvm.obs.locale import Text
 from obs_rvm.obs.stats import Rate, Rolling
-from obs_rvm.obs.status import ERROR, Numbers, describe
+from obs_rvm.obs.status import ERROR, NORMAL, WARNING, Numbers, describe
 from obs_rvm.obs.worker import GAP_NS, Captured, FilterWorker, WorkerStatus
 
 from reference import clip_frames
@@ -71,7 +72,8 @@ def key_one(worker: FilterWorker, frame: np.ndarray, frame_time: int, resubmit: 
 
 def test_settings_keys_defaults_and_colours():
     assert set(keys.defaults()) == {"background", "color", "image_path", "video_path", "blur", "model", "backend",
-                                    "downsample_ratio", "fp16"}
+                                    "downsample_ratio", "fp16", "matte_grow", "feather", "sync", "matte_refresh",
+                                    "skip_still"}
     s = settings()
     assert s.background.mode == "blur" and s.background.color == DEFAULT_COLOR and s.backend == "auto"
     assert s.downsample_ratio == 0 and s.session_options().downsample_ratio is None and s.fp16
@@ -80,6 +82,12 @@ def test_settings_keys_defaults_and_colours():
     assert settings(background="color", color=0xFF0000FF).background.color == (255, 0, 0)
     assert settings(blur=50).engine_key == settings(blur=10).engine_key
     assert settings(downsample_ratio=0.5).engine_key != settings().engine_key
+    assert settings(matte_grow=-2).engine_key != settings().engine_key != settings(feather=3).engine_key
+    assert settings(sync="live").engine_key != settings().engine_key
+    assert settings(matte_refresh=3).engine_key == settings(skip_still=True).engine_key == settings().engine_key
+    assert [settings(sync=m).session_options().layers for m in ("auto", "sync", "live")] == [None, False, True]
+    edged = settings(matte_grow=-2, feather=3).session_options()
+    assert (edged.matte_grow, edged.feather) == (-2, 3)
 
 
 def test_keys_frames_exactly_like_a_session(worker_factory, frames):
@@ -210,4 +218,7 @@ def test_status_text_names_what_runs():
     for part in ("onnxruntime on CPU (1 threads)", "m.onnx", "640x480", "0.5", "7.5 fps", "233 ms", "Sync Offset",
                  "0.41 ms", "1.20 ms", "no CUDA provider"):
         assert part in text
-    assert level == "warning"  # running, but a better backend was skipped: say so
+    assert level == NORMAL, "a backend that is simply not available here is no warning"
+    assert "preparing" not in text, "the last step before keying is stale once keying runs"
+    fell_back = replace(status, notes=["tensorrt (GPU) failed: out of memory"])
+    assert describe(Text(), fell_back, Numbers())[1] == WARNING

@@ -116,7 +116,8 @@ def test_engine_key_covers_everything_that_makes_engines_differ(monkeypatch):
     ]
     for spec in (GraphSpec(64, 64, 0.5, Variant.BLUR), GraphSpec(48, 48, 0.5, Variant.BLUR),
                  GraphSpec(64, 48, 0.25, Variant.BLUR), GraphSpec(64, 48, 0.5, Variant.REPLACE),
-                 GraphSpec(64, 48, 0.5, Variant.BLUR, fp16=True)):
+                 GraphSpec(64, 48, 0.5, Variant.BLUR, fp16=True), GraphSpec(64, 48, 0.5, Variant.BLUR, matte_grow=-2),
+                 GraphSpec(64, 48, 0.5, Variant.BLUR, feather=3)):
         variants.append(trt_backend.engine_fields(replace(graph, spec=spec), GPU, "10.16.1.11"))
     monkeypatch.setattr(trt_backend, "GRAPH_VERSION", trt_backend.GRAPH_VERSION + 1)
     variants.append(trt_backend.engine_fields(graph, GPU, "10.16.1.11"))

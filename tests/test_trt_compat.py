@@ -20,7 +20,7 @@ SUPPORTED_OPS = {
     "Add", "AveragePool", "Cast", "Clip", "Concat", "Conv", "Div", "Gemm", "GlobalAveragePool", "HardSigmoid",
     "HardSwish", "MatMul", "Max", "Min", "Mul", "Pad", "ReduceMean", "Relu", "Reshape", "Resize", "Sigmoid", "Slice",
     "Split", "Sub", "Tanh", "Transpose", "Unsqueeze", "Squeeze", "Identity", "ConvTranspose", "Sqrt", "Pow",
-    "BatchNormalization", "Flatten", "LeakyRelu", "Shape", "Gather", "Expand",
+    "BatchNormalization", "Flatten", "LeakyRelu", "Shape", "Gather", "Expand", "MaxPool",
 }
 COMPUTE_TYPES = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL}
 RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
@@ -90,10 +90,12 @@ def _shape(inferred: onnx.GraphProto, graph: onnx.GraphProto, name: str) -> list
 
 
 @pytest.mark.parametrize("variant", list(Variant))
-@pytest.mark.parametrize(("width", "height", "ratio", "fp16"), [(320, 240, 0.5, False), (320, 240, 0.5, True),
-                                                               (40, 30, 0.25, False)])
-def test_prepared_graph_uses_only_what_tensorrt_parses(variant, width, height, ratio, fp16):
-    graph = prepare(resolve_model(None), GraphSpec(width, height, ratio, variant, fp16=fp16))
+@pytest.mark.parametrize(("width", "height", "ratio", "fp16", "grow", "feather"), [
+    (320, 240, 0.5, False, 0, 0), (320, 240, 0.5, True, 0, 0), (40, 30, 0.25, False, 0, 0),
+    (320, 240, 0.5, True, -3, 4), (40, 30, 0.25, False, 10, 10)])
+def test_prepared_graph_uses_only_what_tensorrt_parses(variant, width, height, ratio, fp16, grow, feather):
+    spec = GraphSpec(width, height, ratio, variant, fp16=fp16, matte_grow=grow, feather=feather)
+    graph = prepare(resolve_model(None), spec)
     model = onnx.load(str(graph.path))
     assert problems(model) == []
     # The checker itself must notice a violation, or it proves nothing.

@@ -95,7 +95,8 @@ def engine_fields(graph: PreparedGraph, gpu: GpuInfo, tensorrt_version: str) -> 
             "model_sha256": graph.model_sha256, "width": spec.width, "height": spec.height,
             "downsample_ratio": spec.downsample_ratio, "background": spec.variant.value,
             "precision": "fp16" if spec.fp16 else "fp32", "graph_version": GRAPH_VERSION,
-            "graph": graph.cache_key}
+            "graph": graph.cache_key, "matte_grow": spec.matte_grow, "feather": spec.feather,
+            "layers": spec.layers}
 
 
 def timing_cache_fields(gpu: GpuInfo, tensorrt_version: str) -> dict[str, object]:

@@ -20,10 +20,12 @@ from . import libobs as obs
 from . import properties
 from . import settings as keys
 from .frames import GpuFrames
+from .live_draw import LiveDraw
 from .locale import Text
+from .refresh import RefreshCadence
 from .stats import Rate, Rolling
 from .status import Numbers, describe, stats_line
-from .worker import Captured, FilterWorker, WorkerStatus
+from .worker import Captured, FilterWorker, Keyed, WorkerStatus
 
 ID = b"obs_rvm_ai_background"
 STALE_NS = 3_000_000_000
@@ -73,6 +75,13 @@ class AiBackground:
         """Started at the first frame: a filter on a source nobody shows costs nothing, and its log lines can name
         the source (a filter is created before it is attached to one)."""
         self.gpu = GpuFrames()
+        self.live = LiveDraw()
+        self.cadence = RefreshCadence()
+        self.drawn_rate = Rate()
+        self._layers = False
+        """Whether the newest keyed frame holds the live mode's layers (drawn by self.live) or a composite."""
+        self._transparent = False
+        self._drawn_at = 0
         self.frame_time = 0
         self.received_time: int | None = None
         """Video frame time at which the keyed frame in the texture arrived."""
@@ -131,20 +140,42 @@ class AiBackground:
                 self.worker.submit(Captured(*previous))
             # A frame staged now is handed over at the next frame: skip the read-back (the costly part of a
             # capture) while the worker is sure to stay busy past that.
-            if self.worker.frame_due_within(CAPTURE_AHEAD * interval / 1e9):
+            self.cadence.tick()
+            if self.worker.frame_due_within(CAPTURE_AHEAD * interval / 1e9) and self._refresh_due():
                 self.gpu.capture(self.source, width, height, now)
+                self.cadence.captured()
             keyed = self.worker.latest()
             if keyed is not None:
-                self.gpu.upload(keyed.frame)
+                self._upload(keyed)
                 self.received_time = now
                 self.latency_ms.add((now - keyed.frame_time) / 1e6)
                 self.shown_rate.tick(now / 1e9)
             self._housekeeping(now)
         if (self.worker.running and self.received_time is not None and now - self.received_time < STALE_NS
-                and self.gpu.texture_size == (width, height)):
-            self.gpu.draw(width, height)
+                and self._drawn_size() == (width, height)):
+            self._draw(width, height, now)
         else:
             obs.obs_source_skip_video_filter(self.source)
+
+    # -- live mode (sync = live, or auto on the CPU) ----------------------------------------------------------------
+
+    def _refresh_due(self) -> bool:
+        """Live mode hands a frame over every `matte_refresh` video frames at most; sync mode keys every frame."""
+        return not self._layers or self.cadence.due(self.settings.matte_refresh)
+
+    def _upload(self, keyed: Keyed) -> None:
+        self._layers, self._transparent = keyed.layers, self.settings.background.mode == "transparent"
+        (self.live if keyed.layers else self.gpu).upload(keyed.frame)
+
+    def _drawn_size(self) -> tuple[int, int] | None:
+        return self.live.texture_size if self._layers else self.gpu.texture_size
+
+    def _draw(self, width: int, height: int, now: int) -> None:
+        if not self._layers:
+            self.gpu.draw(width, height)
+        elif self.live.draw(self.source, width, height, self._transparent) and now != self._drawn_at:
+            self._drawn_at = now
+            self.drawn_rate.tick(now / 1e9)
 
     def _render_failed(self, error: Exception) -> None:
         message = f"drawing failed: {type(error).__name__}: {error}"
@@ -176,7 +207,10 @@ class AiBackground:
         if worker is None:
             return render
         return replace(render, inference_fps=worker.inference_rate.per_second(time.perf_counter()),
-                       inference_ms=worker.inference_ms.median(), dropped=worker.dropped)
+                       inference_ms=worker.inference_ms.median(), dropped=worker.dropped,
+                       drawn_fps=self.drawn_rate.per_second(self.frame_time / 1e9) if self._layers
+                       else render.shown_fps, still_skipped=worker.still.skipped, sync=self.settings.sync,
+                       refresh=self.settings.matte_refresh)
 
     def snapshot(self) -> WorkerStatus:
         if self.worker is None:
@@ -198,6 +232,7 @@ class AiBackground:
         obs.obs_enter_graphics()
         try:
             self.gpu.destroy()
+            self.live.destroy()
         finally:
             obs.obs_leave_graphics()
         n = self.numbers()

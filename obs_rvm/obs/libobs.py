@@ -30,12 +30,14 @@ GS_DYNAMIC = 1 << 1
 GS_CLEAR_COLOR = 1 << 0
 GS_BLEND_ZERO, GS_BLEND_ONE, GS_BLEND_SRCALPHA, GS_BLEND_INVSRCALPHA = 0, 1, 4, 5
 OBS_EFFECT_DEFAULT = 0
+OBS_NO_DIRECT_RENDERING = 0
 
 OBS_COMBO_TYPE_EDITABLE, OBS_COMBO_TYPE_LIST = 1, 2
-OBS_COMBO_FORMAT_STRING = 3
+OBS_COMBO_FORMAT_INT, OBS_COMBO_FORMAT_STRING = 1, 3
 OBS_PATH_FILE = 0
 OBS_TEXT_INFO = 3
 OBS_TEXT_INFO_NORMAL, OBS_TEXT_INFO_WARNING, OBS_TEXT_INFO_ERROR = 0, 1, 2
+OBS_GROUP_NORMAL = 1
 
 # -- callback types and struct obs_source_info -----------------------------------------------------------------
 
@@ -152,6 +154,7 @@ obs_properties_create = _fn("obs_properties_create", P)
 obs_properties_get = _fn("obs_properties_get", P, P, c_char_p)
 obs_properties_add_list = _fn("obs_properties_add_list", P, P, c_char_p, c_char_p, c_int, c_int)
 obs_property_list_add_string = _fn("obs_property_list_add_string", c_size_t, P, c_char_p, c_char_p)
+obs_property_list_add_int = _fn("obs_property_list_add_int", c_size_t, P, c_char_p, c_int64)
 obs_properties_add_color = _fn("obs_properties_add_color", P, P, c_char_p, c_char_p)
 obs_properties_add_path = _fn("obs_properties_add_path", P, P, c_char_p, c_char_p, c_int, c_char_p, c_char_p)
 obs_properties_add_int_slider = _fn("obs_properties_add_int_slider", P, P, c_char_p, c_char_p, c_int, c_int, c_int)
@@ -159,6 +162,7 @@ obs_properties_add_float_slider = _fn("obs_properties_add_float_slider", P, P, c
                                       c_double, c_double)
 obs_properties_add_bool = _fn("obs_properties_add_bool", P, P, c_char_p, c_char_p)
 obs_properties_add_text = _fn("obs_properties_add_text", P, P, c_char_p, c_char_p, c_int)
+obs_properties_add_group = _fn("obs_properties_add_group", P, P, c_char_p, c_char_p, c_int, P)
 obs_properties_add_button2 = _fn("obs_properties_add_button2", P, P, c_char_p, c_char_p, ClickedFn, P)
 obs_property_set_modified_callback2 = _fn("obs_property_set_modified_callback2", None, P, ModifiedFn, P)
 obs_property_set_visible = _fn("obs_property_set_visible", None, P, c_bool)
@@ -188,8 +192,14 @@ gs_blend_state_pop = _fn("gs_blend_state_pop", None)
 gs_blend_function_separate = _fn("gs_blend_function_separate", None, c_int, c_int, c_int, c_int)
 gs_clear = _fn("gs_clear", None, c_uint32, POINTER(c_float * 4), c_float, c_uint8)
 gs_ortho = _fn("gs_ortho", None, c_float, c_float, c_float, c_float, c_float, c_float)
+gs_effect_create_from_file = _fn("gs_effect_create_from_file", P, c_char_p, POINTER(c_char_p))
+gs_effect_destroy = _fn("gs_effect_destroy", None, P)
+obs_source_process_filter_begin = _fn("obs_source_process_filter_begin", c_bool, P, c_int, c_int)
+obs_source_process_filter_tech_end = _fn("obs_source_process_filter_tech_end", None, P, P, c_uint32, c_uint32,
+                                         c_char_p)
 gs_effect_get_param_by_name = _fn("gs_effect_get_param_by_name", P, P, c_char_p)
 gs_effect_get_technique = _fn("gs_effect_get_technique", P, P, c_char_p)
+gs_effect_set_float = _fn("gs_effect_set_float", None, P, c_float)
 gs_effect_set_texture = _fn("gs_effect_set_texture", None, P, P)
 gs_effect_set_texture_srgb = _fn("gs_effect_set_texture_srgb", None, P, P)
 gs_technique_begin = _fn("gs_technique_begin", c_size_t, P)

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import ObsRvmError
 from ..matting import MattingSession
 from ..slot import LatestSlot
+from .refresh import StillDetector
 from .settings import FilterSettings
 from .stats import Rate, Rolling
 
@@ -60,6 +61,8 @@ class Keyed:
     frame: np.ndarray
     frame_time: int
     """frame_time of the Captured it was made from: drawn time minus this is the pipeline latency."""
+    layers: bool = False
+    """The frame holds the live mode's layers (RGB = background layer, A = alpha), not a finished composite."""
 
 
 @dataclass
@@ -76,6 +79,8 @@ class WorkerStatus:
     message_time: float = 0.0
     error: str = ""
     frames: int = 0
+    layers: bool = False
+    """Live mode: the session makes layers that OBS composites with the current frame."""
 
 
 class FilterWorker:
@@ -97,6 +102,7 @@ class FilterWorker:
         self._first_frame_time: int | None = None
         self._last_frame_time: int | None = None
         self._stop = threading.Event()
+        self.still = StillDetector()
         self.status = WorkerStatus()
         self.inference_ms = Rolling(60)
         self.inference_rate = Rate()
@@ -212,6 +218,7 @@ class FilterWorker:
 
     def _rebuild(self, settings: FilterSettings) -> None:
         self._close_session()
+        self.still.forget()
         self._results.take(timeout=0)  # a frame keyed with the old settings must not be drawn
         self._resume()
         self._session = MattingSession(settings.session_options(), on_status=self._on_status,
@@ -225,9 +232,20 @@ class FilterWorker:
         self._logged_error = ""
         self._last_frame_time = None
 
+    def _skip_still(self, item: Captured) -> bool:
+        """Live mode with "skip while still": whether this frame adds nothing (the matte drawn is still right)."""
+        settings, session = self._settings, self._session
+        if settings is None or session is None or not settings.skip_still:
+            return False
+        if session.engine is not None and not session.status.layers:  # in sync every frame shown is keyed
+            return False
+        return not self.still.should_key(item.frame, item.frame_time)
+
     def _key(self, item: Captured) -> None:
         session = self._session
         assert session is not None
+        if self._skip_still(item):
+            return
         if self._last_frame_time is not None and item.frame_time - self._last_frame_time > GAP_NS:
             session.reset()
         if self._first_frame_time is None:
@@ -236,7 +254,7 @@ class FilterWorker:
         start = self._busy_since = time.perf_counter()
         try:
             out = session.process(item.frame, (item.frame_time - self._first_frame_time) / 1e9)
-            self._results.put(Keyed(np.array(out, copy=True), item.frame_time))
+            self._results.put(Keyed(np.array(out, copy=True), item.frame_time, session.status.layers))
         finally:
             self._busy_since = None
         done = time.perf_counter()
@@ -246,6 +264,7 @@ class FilterWorker:
         st = session.status
         self.status.backend, self.status.size, self.status.downsample_ratio = st.backend, st.size, st.downsample_ratio
         self.status.notes = list(st.notes)
+        self.status.layers = st.layers
         if self.status.state != "running":
             self.status.state = "running"
             width, height = st.size or (0, 0)

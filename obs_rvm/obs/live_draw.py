@@ -1,0 +1,76 @@
+"""Live video mode on OBS's GPU: the current frame of the filter's source over the newest matte.
+
+The worker's graph returns layers (RGB = background layer, A = alpha, see GraphSpec.layers) at the inference rate;
+every render, OBS's usual filter calls draw the source's current frame through live_composite.effect, which does
+the graph's final step, out = frame * alpha + background * (1 - alpha) (transparent: RGB = frame, A = alpha).
+So the video keeps OBS's frame rate and its own latency whatever the inference rate; only the outline trails.
+Every method runs with the graphics context entered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+from . import libobs as obs
+
+EFFECT = Path(__file__).with_name("live_composite.effect")
+
+
+class LiveDraw:
+    """The effect and the layers texture of one filter instance."""
+
+    def __init__(self) -> None:
+        self._effect: int | None = None
+        self._texture: int | None = None
+        self._texture_size: tuple[int, int] | None = None
+
+    def _load(self) -> int:
+        if self._effect is None:
+            error = ctypes.c_char_p()
+            effect = obs.gs_effect_create_from_file(str(EFFECT).encode(), ctypes.byref(error))
+            if not effect:
+                detail = obs.text(error.value) or "unknown error"  # libobs' string: a few bytes leak, once
+                raise RuntimeError(f"cannot load {EFFECT.name}: {detail}")
+            self._effect = effect
+        return self._effect
+
+    def upload(self, layers: np.ndarray) -> None:
+        """Replace the layers texture (uint8 RGBA, C-contiguous) with the worker's newest."""
+        height, width = layers.shape[:2]
+        if self._texture_size != (width, height):
+            if self._texture is not None:
+                obs.gs_texture_destroy(self._texture)
+            self._texture = obs.gs_texture_create(width, height, obs.GS_RGBA, 1, None, obs.GS_DYNAMIC)
+            self._texture_size = (width, height)
+        obs.gs_texture_set_image(self._texture, layers.ctypes.data, width * 4, False)
+
+    @property
+    def texture_size(self) -> tuple[int, int] | None:
+        return self._texture_size
+
+    def draw(self, filter_source: int, width: int, height: int, transparent: bool) -> bool:
+        """Draw the current frame composited with the layers; False if OBS could not render the source now."""
+        effect = self._load()
+        if self._texture is None:
+            return False
+        if not obs.obs_source_process_filter_begin(filter_source, obs.GS_RGBA, obs.OBS_NO_DIRECT_RENDERING):
+            return False
+        # The layers are sampled as stored (sRGB-encoded, like the graph's numbers); libobs binds `image` itself in
+        # process_filter_end, decoded when OBS renders in linear light: the effect then encodes it to mix.
+        obs.gs_effect_set_texture(obs.gs_effect_get_param_by_name(effect, b"matte"), self._texture)
+        obs.gs_effect_set_float(obs.gs_effect_get_param_by_name(effect, b"linear_in"),
+                                1.0 if obs.gs_get_linear_srgb() else 0.0)
+        obs.obs_source_process_filter_tech_end(filter_source, effect, width, height,
+                                               b"DrawTransparent" if transparent else b"Draw")
+        return True
+
+    def destroy(self) -> None:
+        if self._texture is not None:
+            obs.gs_texture_destroy(self._texture)
+            self._texture = self._texture_size = None
+        if self._effect is not None:
+            obs.gs_effect_destroy(self._effect)
+            self._effect = None
