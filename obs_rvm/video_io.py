@@ -242,7 +242,11 @@ class VideoSink(Sink):
         args = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba",
                 "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-"]
         if audio_from:
-            args += ["-i", str(audio_from), "-map", "0:v", "-map", "1:a?", "-shortest"]
+            # The output is as long as the video: every frame is kept and the audio is cut (or padded with silence)
+            # to fit. `-shortest` alone ends the output with whichever stream ends first; ffmpeg 7 and later cut it
+            # at whole frames of both streams, so audio ending a few milliseconds before the last frame's end cost
+            # that frame. With `apad` the audio never ends first.
+            args += ["-i", str(audio_from), "-map", "0:v", "-map", "1:a?", "-af", "apad", "-shortest"]
         even = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"] if (w % 2 or h % 2) else []
         if suffix == ".webm":
             codec = ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p" if self.alpha else "yuv420p", "-b:v", "0",
@@ -250,7 +254,7 @@ class VideoSink(Sink):
         elif suffix == ".mov" and self.alpha:
             codec = ["-c:v", "prores_ks", "-profile:v", "4444", "-pix_fmt", "yuva444p10le", "-c:a", "aac"]
         elif suffix == ".mkv" and self.alpha:
-            codec = ["-c:v", "ffv1", "-pix_fmt", "bgra", "-c:a", "copy"]
+            codec = ["-c:v", "ffv1", "-pix_fmt", "bgra", "-c:a", "flac"]  # lossless, and can be padded (apad)
         else:
             codec = [*even, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
                      "-c:a", "aac"]
