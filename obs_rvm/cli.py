@@ -147,12 +147,12 @@ def cmd_process(args: argparse.Namespace) -> int:
     options = session_options(args)
     source = open_source(args.input)
     session = MattingSession(options, download_progress=_download_bar(), on_status=_status_printer(args.quiet))
+    frames = min(filter(None, (source.frames, args.max_frames)), default=None)
     sink = open_sink(args.output, source.fps, source.size, output_has_alpha(session),
-                     None if args.no_audio else source.audio_path)
+                     None if args.no_audio else source.audio_path, frames / source.fps if frames else None)
     if getattr(sink, "warning", None):
         print(f"obs-rvm: warning: {sink.warning}", file=sys.stderr)
-    total = min(filter(None, (source.frames, args.max_frames)), default=None)
-    with tqdm(total=total, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
+    with tqdm(total=frames, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
         result = process(session, source, sink, max_frames=args.max_frames, on_frame=lambda n: bar.update(1))
     print(f"wrote {sink.path}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps), "
           f"{_describe(session)}")

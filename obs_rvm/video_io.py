@@ -212,8 +212,10 @@ class ImageSequenceSink(Sink):
 class VideoSink(Sink):
     """A video file through ffmpeg (audio copied from the input), or OpenCV's writer when ffmpeg is missing."""
 
-    def __init__(self, spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None) -> None:
+    def __init__(self, spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None,
+                 audio_seconds: float | None = None) -> None:
         self.path = Path(spec).expanduser()
+        self.audio_seconds = audio_seconds  # how much of the audio to keep: the video's expected length
         suffix = self.path.suffix.lower()
         if not suffix:
             raise InputError(f"output {spec} has no file type: add a suffix (.mp4, .webm, .mov, .mkv) or use a "
@@ -242,7 +244,12 @@ class VideoSink(Sink):
         args = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgba",
                 "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-"]
         if audio_from:
-            args += ["-i", str(audio_from), "-map", "0:v", "-map", "1:a?", "-shortest"]
+            # No `-shortest`: it ends the output with whichever stream ends first, and ffmpeg 7 and later cut there
+            # at whole frames of both streams, so audio ending a few milliseconds before the video cost the last
+            # frame. (Padding the audio with `apad` instead lets it run ahead of a slow encoder until ffmpeg 7's
+            # queues overflow.) The audio is cut to the video's expected length on input instead; every frame stays.
+            seconds = ["-t", f"{self.audio_seconds:.6f}"] if self.audio_seconds else []
+            args += [*seconds, "-i", str(audio_from), "-map", "0:v", "-map", "1:a?"]
         even = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"] if (w % 2 or h % 2) else []
         if suffix == ".webm":
             codec = ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p" if self.alpha else "yuv420p", "-b:v", "0",
@@ -295,7 +302,8 @@ class VideoSink(Sink):
         self.tmp.unlink(missing_ok=True)
 
 
-def open_sink(spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None) -> Sink:
+def open_sink(spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None,
+              audio_seconds: float | None = None) -> Sink:
     if is_image_path(spec):
         return ImageSequenceSink(spec)
-    return VideoSink(spec, fps, size, alpha, audio_from)
+    return VideoSink(spec, fps, size, alpha, audio_from, audio_seconds)

@@ -21,8 +21,12 @@ def fake_obs_process(tmp_path: Path, home: Path) -> subprocess.Popen:
     shutil.copy(shutil.which("sleep"), binary)
     env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
     proc = subprocess.Popen([str(binary), "60"], env={**env, "HOME": str(home)})
-    for _ in range(50):
-        if Path(f"/proc/{proc.pid}/comm").read_text().strip() == "obs":
-            break
+    # Popen returns once the child is inside execve, and the kernel renames it to `obs` there before it has set up
+    # the new program's arguments and environment (empty /proc/PID/cmdline and environ meanwhile; a busy machine
+    # makes that window long). Wait until exec has finished, as it has for any OBS a user runs.
+    started = Path(f"/proc/{proc.pid}")
+    deadline = time.monotonic() + 10
+    while not ((started / "comm").read_text().strip() == "obs" and (started / "cmdline").read_bytes()):
+        assert time.monotonic() < deadline, "the stand-in OBS process did not start"
         time.sleep(0.02)
     return proc

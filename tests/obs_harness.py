@@ -227,11 +227,30 @@ class Obs:
             try:
                 self._client = obsws_python.ReqClient(host="127.0.0.1", port=self.port, password=self.password,
                                                       timeout=30)
-                return
+                break
             except (ConnectionRefusedError, OSError):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"obs-websocket did not answer on port {self.port} in {timeout:.0f} s") from None
                 time.sleep(0.5)
+        self._wait_ready(deadline)
+
+    def _wait_ready(self, deadline: float) -> None:
+        """obs-websocket accepts connections before OBS has finished loading (OBS 30.2 answers requests with 207
+        "OBS is not ready to perform the request" for a moment): retry a cheap request until OBS serves it."""
+        from obsws_python.error import OBSSDKRequestError
+
+        while True:
+            try:
+                self._client.get_stats()
+                return
+            except OBSSDKRequestError as e:
+                if e.code != 207:
+                    raise
+                if self._obs.poll() is not None:
+                    raise RuntimeError(f"OBS exited with {self._obs.returncode} before it was ready") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError("OBS did not become ready for obs-websocket requests") from None
+                time.sleep(0.1)
 
     @property
     def pid(self) -> int:

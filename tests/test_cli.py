@@ -42,6 +42,15 @@ def assert_clean_error(result: subprocess.CompletedProcess, pattern: str) -> Non
     assert re.search(pattern, lines[-1]), lines[-1]
 
 
+def decoded_frames(path: Path) -> int:
+    """How many frames a video really has (the container's count is an estimate)."""
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    return count
+
+
 def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir()] if folder.exists() else []
 
@@ -70,13 +79,24 @@ def test_process_video_keeps_audio_and_every_frame(tmp_path):
                                        str(out)], capture_output=True, text=True, check=True).stdout)
     kinds = {s["codec_type"]: s for s in probe["streams"]}
     assert "audio" in kinds, "the input's audio must be kept"
-    cap = cv2.VideoCapture(str(CLIP))
-    source_frames = 0
-    while cap.read()[0]:
-        source_frames += 1
-    assert int(kinds["video"]["nb_read_frames"]) == source_frames
+    assert int(kinds["video"]["nb_read_frames"]) == decoded_frames(CLIP)
     assert (int(kinds["video"]["width"]), int(kinds["video"]["height"])) == (640, 480)
     assert sorted(leftovers(tmp_path)) == ["keyed.mp4", "talk.mkv"], "no temp file left behind"
+
+
+@pytest.mark.parametrize(("suffix", "background"), [(".mp4", "blur"), (".mkv", "transparent")])
+def test_audio_ending_early_costs_no_frame(tmp_path, suffix, background):
+    """The output is as long as the video even when the audio track ends a second before it."""
+    short_audio = tmp_path / "early.mkv"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(CLIP), "-f", "lavfi", "-i", "sine=frequency=440:d=1",
+                    "-c:v", "copy", "-c:a", "aac", str(short_audio)], check=True)
+    out = tmp_path / f"keyed{suffix}"
+    obs_rvm("process", str(short_audio), "-o", str(out), "-b", background, "-q")
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json",
+                                       str(out)], capture_output=True, text=True, check=True).stdout)
+    kinds = {s["codec_type"]: s for s in probe["streams"]}
+    assert "audio" in kinds, "the input's audio must be kept"
+    assert int(kinds["video"]["nb_read_frames"]) == decoded_frames(CLIP)
 
 
 def test_transparent_png_keeps_alpha(tmp_path):
