@@ -253,7 +253,7 @@ def test_properties_panel(pictures):
     assert status["type"] == OBS_PROPERTY["text"] and status["text_type"] == OBS_TEXT_INFO
     text = status["long_description"]
     for part in ("Running: onnxruntime on CPU", "mobilenetv3-web", "512x512", "fps", "Latency:", "matte age",
-                 "Video: live video over the newest matte (automatic: the CPU cannot key every frame)",
+                 "Video: in sync with the matte (automatic: choose live video",
                  "frames drawn", "Render thread:"):
         assert part in text, f"{part!r} missing from the status:\n{text}"
     assert p["refreshes"] >= 1  # status changes (new modes, new size) reloaded an open panel

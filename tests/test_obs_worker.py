@@ -85,7 +85,7 @@ def test_settings_keys_defaults_and_colours():
     assert settings(matte_grow=-2).engine_key != settings().engine_key != settings(feather=3).engine_key
     assert settings(sync="live").engine_key != settings().engine_key
     assert settings(matte_refresh=3).engine_key == settings(skip_still=True).engine_key == settings().engine_key
-    assert [settings(sync=m).session_options().layers for m in ("auto", "sync", "live")] == [None, False, True]
+    assert [settings(sync=m).session_options().layers for m in ("auto", "sync", "live")] == [False, False, True]
     edged = settings(matte_grow=-2, feather=3).session_options()
     assert (edged.matte_grow, edged.feather) == (-2, 3)
 
