@@ -252,9 +252,8 @@ def test_properties_panel(pictures):
     status = p["status"]
     assert status["type"] == OBS_PROPERTY["text"] and status["text_type"] == OBS_TEXT_INFO
     text = status["long_description"]
-    for part in ("Running: onnxruntime on CPU", "mobilenetv3-web", "512x512", "fps", "Latency:", "matte age",
-                 "Video: in sync with the matte (automatic: choose live video",
-                 "frames drawn", "Render thread:"):
+    for part in ("Running: onnxruntime on CPU", "mobilenetv3-web", "512x512", "fps", "Latency:", "Sync Offset",
+                 "Video: in sync with the matte (automatic: choose live video", "Render thread:"):
         assert part in text, f"{part!r} missing from the status:\n{text}"
     assert p["refreshes"] >= 1  # status changes (new modes, new size) reloaded an open panel
     assert status["info_type"] == OBS_TEXT_INFO_NORMAL, "a healthy status is drawn in OBS's normal text colour"
