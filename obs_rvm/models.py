@@ -186,7 +186,7 @@ def default_model(*, download: bool = True, progress: ProgressFn | None = None) 
                 return _downloaded_model(entry, origin="the default model, downloaded just now")
             except ModelError as e:
                 _failed[url] = str(e)
-        why = f"not downloaded and the download failed: {_failed[url]}" if url in _failed else "not downloaded"
+        why = f"not downloaded and cannot be downloaded now: {_failed[url]}" if url in _failed else "not downloaded"
         if url not in _announced:
             log.info("the official model '%s' is %s", entry.name, why)
             log.warning(fallback_note())
