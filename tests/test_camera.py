@@ -143,11 +143,17 @@ def test_latency_stays_bounded_when_inference_is_slower_than_the_input(tmp_path:
     assert statistics.median(latency[-third:]) <= 1.5 * statistics.median(latency[:third]) + 50
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """A program started in the background by a non-interactive shell inherits SIGINT ignored (CI may run us so):
+    give the child the default disposition, as a terminal would, so Ctrl-C reaches it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_recording(out: Path) -> subprocess.Popen:
     """`obs-rvm camera` looping the clip into `out`, returned once it says it is running."""
     proc = subprocess.Popen([sys.executable, "-m", "obs_rvm.cli", "camera", "-i", str(CLIP), "--loop", "-o",
                              str(out), "-b", "color"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 300
     while "Ctrl-C stops" not in (line := proc.stderr.readline()):
         if not line or time.monotonic() > deadline:

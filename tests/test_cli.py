@@ -221,7 +221,8 @@ def test_interrupted_run_leaves_no_output(tmp_path):
     long_clip = CLIPS / "one-by-one-person-detection.mp4"
     out = tmp_path / "o.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "obs_rvm.cli", "process", str(long_clip), "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     deadline = time.time() + 120
     while time.time() < deadline and not any(".partial" in n for n in leftovers(tmp_path)):
         time.sleep(0.2)
