@@ -36,8 +36,9 @@ CAPTURE_AHEAD = 1.0
 back and handed over at the next one, so capturing earlier only makes frames that get replaced unread."""
 QUIET_NS = 1_000_000_000
 """Status changes refresh an open properties panel only after the settings have been left alone this long."""
-JOIN_S = 10.0
-"""How long script_unload waits for stopped workers to finish the frame in flight."""
+JOIN_S = 30.0
+"""How long script_unload waits for stopped workers to finish the frame or the model preparation in flight (a
+child build on a slow, shared machine took longer than 10 s at OBS exit)."""
 
 _log = logging.getLogger("obs_rvm")
 
