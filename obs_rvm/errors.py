@@ -23,3 +23,7 @@ class BackendError(ObsRvmError):
 
 class DeviceError(ObsRvmError):
     """A camera, virtual camera or display is missing, busy, or not the kind of device asked for."""
+
+
+class Cancelled(ObsRvmError):
+    """The caller stopped (a filter removed, OBS exiting) while a model preparation was in flight."""

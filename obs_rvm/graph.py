@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -149,11 +150,11 @@ def load_rvm(path: Path) -> onnx.ModelProto:
     return model
 
 
-def prepare(model: ModelFile, spec: GraphSpec) -> PreparedGraph:
+def prepare(model: ModelFile, spec: GraphSpec, cancel: threading.Event | None = None) -> PreparedGraph:
     """Return the prepared graph for this model and spec, building and caching it on first use.
 
     The build runs in a child process (graph_process.py): it would otherwise hold the GIL for seconds and leave
-    its heap behind in a long-running host such as OBS.
+    its heap behind in a long-running host such as OBS. Setting `cancel` ends a build in flight (Cancelled).
     """
     from .graph_process import build_in_child
 
@@ -164,7 +165,7 @@ def prepare(model: ModelFile, spec: GraphSpec) -> PreparedGraph:
             return _describe(path, spec, model.sha256)
         except Exception:
             path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never fatal
-    build_in_child(model.path, {**asdict(spec), "variant": spec.variant.value}, path)
+    build_in_child(model.path, {**asdict(spec), "variant": spec.variant.value}, path, cancel)
     return _describe(path, spec, model.sha256)
 
 

@@ -15,16 +15,22 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from .errors import ModelError
+from .errors import Cancelled, ModelError
 
 log = logging.getLogger("obs_rvm")
 
 MODEL_ERROR = 3
 """Exit status of a child that failed with a ModelError (its message is the last line of stderr)."""
+POLL_S = 0.1
+"""How often a waiting parent looks at its cancel event."""
+GRACE_S = 2.0
+"""How long a cancelled child may take to clean up (its SIGTERM handler removes a half-written file) before SIGKILL."""
 
 
 def python_executable() -> str | None:
@@ -53,23 +59,45 @@ def _child_environment() -> dict[str, str]:
     return env
 
 
-def build_in_child(model_path: Path, spec_fields: dict, out: Path) -> None:
-    """Build the graph for `spec_fields` (GraphSpec as JSON) into `out` in a child process; ModelError on failure."""
+def build_in_child(model_path: Path, spec_fields: dict, out: Path, cancel: threading.Event | None = None) -> None:
+    """Build the graph for `spec_fields` (GraphSpec as JSON) into `out` in a child process; ModelError on failure.
+
+    Setting `cancel` ends the child and raises Cancelled: a filter removed or OBS exiting mid-preparation must not
+    wait seconds for a graph nobody will use (OBS's exit waits for the thread that called this).
+    """
     python = python_executable()
     if python is None:  # no interpreter to be found: build here, slower for the caller's other threads
         log.warning("no Python interpreter found to prepare the model in a separate process; preparing it in OBS")
         _build(model_path, spec_fields, out)
         return
-    result = subprocess.run([python, "-m", __name__, str(model_path), json.dumps(spec_fields), str(out)],
-                            env=_child_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, errors="replace", check=False)
-    if result.returncode == 0:
+    child = subprocess.Popen([python, "-m", __name__, str(model_path), json.dumps(spec_fields), str(out)],
+                             env=_child_environment(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, errors="replace")
+    stderr = _wait(child, cancel)
+    if child.returncode == 0:
         return
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    last = lines[-1] if lines else f"exit status {result.returncode}"
-    if result.returncode == MODEL_ERROR:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else f"exit status {child.returncode}"
+    if child.returncode == MODEL_ERROR:
         raise ModelError(last)
     raise ModelError(f"preparing the model failed ({python}): {last}")
+
+
+def _wait(child: subprocess.Popen, cancel: threading.Event | None) -> str:
+    """The child's stderr once it exits; ends it and raises Cancelled as soon as `cancel` is set."""
+    while True:
+        try:
+            return child.communicate(timeout=POLL_S)[1]
+        except subprocess.TimeoutExpired:
+            if cancel is None or not cancel.is_set():
+                continue
+        child.terminate()
+        try:
+            child.communicate(timeout=GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+        raise Cancelled("model preparation cancelled")
 
 
 def _build(model_path: Path, spec_fields: dict, out: Path) -> None:
@@ -79,8 +107,13 @@ def _build(model_path: Path, spec_fields: dict, out: Path) -> None:
     build_file(model_path, spec, out)
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds atomic_write, which removes its half-written file
+
+
 def main(argv: list[str]) -> int:
     model_path, spec_json, out = argv
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _build(Path(model_path), json.loads(spec_json), Path(out))
     except ModelError as e:

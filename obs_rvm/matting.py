@@ -80,9 +80,11 @@ class MattingSession:
     """Key frames one after another. Not thread-safe: one thread drives it (the OBS filter's worker, the CLI)."""
 
     def __init__(self, options: SessionOptions | None = None, *, download_progress: ProgressFn | None = None,
-                 on_status: Callable[[str], None] | None = None) -> None:
+                 on_status: Callable[[str], None] | None = None, cancel: threading.Event | None = None) -> None:
+        """`cancel`, once set, ends a model preparation in flight (Cancelled): its owner is going away."""
         self.options = options or SessionOptions()
         self._on_status = on_status or (lambda message: None)
+        self._cancel = cancel
         self._candidates, skipped = plan(self.options.backend, self.options.fp16)
         self.status = SessionStatus(notes=list(skipped))
         self.model: ModelFile = resolve_model(self.options.model, progress=download_progress)
@@ -162,7 +164,7 @@ class MattingSession:
             spec = GraphSpec(width, height, ratio, background.variant, fp16=candidate.fp16,
                              matte_grow=self.options.matte_grow, feather=self.options.feather, layers=layers)
             self._on_status(f"preparing the model for {width}x{height}")
-            graph = prepare(self.model, spec)
+            graph = prepare(self.model, spec, self._cancel)
             try:
                 engine = open_engine(candidate, graph, threads=self.options.threads, on_status=self._on_status)
             except BackendError as e:

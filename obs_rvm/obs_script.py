@@ -134,4 +134,4 @@ def script_load(settings) -> None:
 
 def script_unload() -> None:
     if _filter is not None:
-        _filter.join_stopped()
+        _filter.suspend()

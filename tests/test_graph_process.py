@@ -8,14 +8,16 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from obs_rvm import graph_process
-from obs_rvm.errors import ModelError
+from obs_rvm.errors import Cancelled, ModelError
 from obs_rvm.graph import GraphSpec, Variant, prepare
-from obs_rvm.models import ModelFile
+from obs_rvm.models import ModelFile, resolve_model
 
 
 def test_the_caller_never_runs_onnxsim(tmp_path):
@@ -50,3 +52,43 @@ def test_the_child_interpreter_is_found_when_the_host_is_not_python(monkeypatch)
     out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True,
                          check=True).stdout.split()
     assert tuple(map(int, out)) == sys.version_info[:2]
+
+
+def _children_building() -> list[int]:
+    """This process's children that run graph_process (the preparation in flight)."""
+    me = os.getpid()
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == me and b"obs_rvm.graph_process" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_a_cancelled_build_ends_its_child_and_leaves_nothing(tmp_path, monkeypatch):
+    """A filter removed (or OBS exiting) mid-preparation must not wait seconds for a graph nobody will use."""
+    monkeypatch.setenv("OBS_RVM_CACHE_DIR", str(tmp_path / "cache"))
+    cancel = threading.Event()
+    failure: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            prepare(resolve_model(None), GraphSpec(96, 64, 0.5, Variant.BLUR), cancel)
+        except BaseException as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not _children_building() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _children_building(), "the build runs in a child process"
+    cancel.set()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert failure and isinstance(failure[0], Cancelled), failure
+    assert not _children_building(), "the child was ended and reaped"
+    assert not list((tmp_path / "cache" / "graphs").glob("*")), "no graph, no half-written file"

@@ -85,7 +85,7 @@ def test_settings_keys_defaults_and_colours():
     assert settings(matte_grow=-2).engine_key != settings().engine_key != settings(feather=3).engine_key
     assert settings(sync="live").engine_key != settings().engine_key
     assert settings(matte_refresh=3).engine_key == settings(skip_still=True).engine_key == settings().engine_key
-    assert [settings(sync=m).session_options().layers for m in ("auto", "sync", "live")] == [False, False, True]
+    assert [settings(sync=m).session_options().layers for m in ("auto", "sync", "live")] == [None, False, True]
     edged = settings(matte_grow=-2, feather=3).session_options()
     assert (edged.matte_grow, edged.feather) == (-2, 3)
 
@@ -222,3 +222,18 @@ def test_status_text_names_what_runs():
     assert "preparing" not in text, "the last step before keying is stale once keying runs"
     fell_back = replace(status, notes=["tensorrt (GPU) failed: out of memory"])
     assert describe(Text(), fell_back, Numbers())[1] == WARNING
+
+
+def test_stop_during_a_model_preparation_cancels_it_quietly(frames, tmp_path, monkeypatch, caplog):
+    """OBS's exit waits for a stopped worker: one preparing a model must end at once, and say nothing alarming."""
+    monkeypatch.setenv("OBS_RVM_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached: the preparation runs
+    worker = FilterWorker("prep", settings(background="blur"))
+    worker.submit(Captured(frames[0], 0))
+    wait(lambda: "preparing the model" in worker.snapshot().message, 30, "the preparation to start")
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="obs_rvm"):
+        worker.stop()
+        assert worker.join(30)
+    assert worker.snapshot().state == "stopped" and worker.snapshot().frames == 0
+    assert not list((tmp_path / "cache" / "graphs").glob("*")), "the preparation was cancelled, not finished"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

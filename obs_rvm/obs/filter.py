@@ -36,9 +36,9 @@ CAPTURE_AHEAD = 1.0
 back and handed over at the next one, so capturing earlier only makes frames that get replaced unread."""
 QUIET_NS = 1_000_000_000
 """Status changes refresh an open properties panel only after the settings have been left alone this long."""
-JOIN_S = 30.0
-"""How long script_unload waits for stopped workers to finish the frame or the model preparation in flight (a
-child build on a slow, shared machine took longer than 10 s at OBS exit)."""
+JOIN_S = 10.0
+"""How long script_unload waits for stopped workers to finish their frame (a model preparation in flight is
+cancelled, so opening an engine is the longest thing left)."""
 
 _log = logging.getLogger("obs_rvm")
 
@@ -129,34 +129,52 @@ class AiBackground:
         if not width or not height:
             obs.obs_source_skip_video_filter(self.source)
             return
-        if self.worker is None:
-            with self._lock:
-                self.worker = FilterWorker(self.label, self.settings)
+        worker = self.worker or self._start_worker()
+        if worker is None:  # the script is unloaded (OBS exiting, or a reload under way): no new threads
+            obs.obs_source_skip_video_filter(self.source)
+            return
         now = obs.obs_get_video_frame_time()
         if now != self.frame_time:  # first call in this video frame: capture once, take the newest keyed frame
             self.wait_ms.add((time.monotonic_ns() - now) / 1e6)  # both on CLOCK_MONOTONIC (os_gettime_ns)
             interval, self.frame_time = now - self.frame_time, now
             previous = self.gpu.read_previous()
             if previous is not None:
-                self.worker.submit(Captured(*previous))
+                worker.submit(Captured(*previous))
             # A frame staged now is handed over at the next frame: skip the read-back (the costly part of a
             # capture) while the worker is sure to stay busy past that.
             self.cadence.tick()
-            if self.worker.frame_due_within(CAPTURE_AHEAD * interval / 1e9) and self._refresh_due():
+            if worker.frame_due_within(CAPTURE_AHEAD * interval / 1e9) and self._refresh_due():
                 self.gpu.capture(self.source, width, height, now)
                 self.cadence.captured()
-            keyed = self.worker.latest()
+            keyed = worker.latest()
             if keyed is not None:
                 self._upload(keyed)
                 self.received_time = now
                 self.latency_ms.add((now - keyed.frame_time) / 1e6)
                 self.shown_rate.tick(now / 1e9)
             self._housekeeping(now)
-        if (self.worker.running and self.received_time is not None and now - self.received_time < STALE_NS
+        if (worker.running and self.received_time is not None and now - self.received_time < STALE_NS
                 and self._drawn_size() == (width, height)):
             self._draw(width, height, now)
         else:
             obs.obs_source_skip_video_filter(self.source)
+
+    def _start_worker(self) -> FilterWorker | None:
+        """The first frame starts the worker, unless the script is unloaded (then nothing may outlive it)."""
+        with _lock:
+            if _suspended:
+                return None
+            with self._lock:
+                self.worker = FilterWorker(self.label, self.settings)
+                return self.worker
+
+    def suspend(self) -> FilterWorker | None:
+        """Script unload: stop the worker and forget it (the next frame after a script load starts a new one)."""
+        with self._lock:
+            worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop()
+        return worker
 
     # -- live mode (sync = live, or auto on the CPU) ----------------------------------------------------------------
 
@@ -188,7 +206,7 @@ class AiBackground:
 
     def _housekeeping(self, now: int) -> None:
         """Once per frame: refresh an open properties panel on status changes, and log stats when asked to."""
-        status = self.worker.status if self.worker else self.snapshot()
+        status = self.snapshot()
         seen = (status.state, status.error, status.message)
         if seen != self._seen_status:
             self._seen_status, self._status_dirty = seen, True
@@ -214,18 +232,20 @@ class AiBackground:
                        refresh=self.settings.matte_refresh)
 
     def snapshot(self) -> WorkerStatus:
-        if self.worker is None:
+        worker = self.worker
+        if worker is None:
             return WorkerStatus(state="starting", message="waiting for the source to be shown")
-        return self.worker.snapshot()
+        return worker.snapshot()
 
     def status(self, tr: Text) -> tuple[str, str]:
         return describe(tr, self.snapshot(), self.numbers())
 
     def stop(self) -> FilterWorker | None:
         """Filter removed or destroyed: the worker finishes its frame and exits on its own; nothing blocks here."""
-        if self.worker is not None:
-            self.worker.stop()
-        return self.worker
+        worker = self.worker
+        if worker is not None:
+            worker.stop()
+        return worker
 
     def destroy(self) -> FilterWorker | None:
         """Free the graphics objects; returns the (stopping) worker for script_unload to wait for."""
@@ -249,6 +269,9 @@ _stopped: list[FilterWorker] = []
 _lock = threading.Lock()
 _next_handle = 1
 _registered = False
+_suspended = False
+"""Between script_unload and the next script_load: no worker may start (Python finalizes at OBS exit, and OBS
+destroys the last filters only after the script is unloaded)."""
 _name = ctypes.create_string_buffer(Text()("AIBackground").encode())
 
 
@@ -337,8 +360,9 @@ def _get_properties(data):
 @_guard(default=False)
 def _refresh(_props, _prop, data):
     instance = _instances.get(data) if data else None
-    if instance is not None and instance.worker is not None and instance.worker.status.state == "error":
-        instance.worker.retry()
+    worker = instance.worker if instance is not None else None
+    if worker is not None and worker.status.state == "error":
+        worker.retry()
     return True
 
 
@@ -382,7 +406,9 @@ _info = obs.SourceInfo(
 
 def register() -> bool:
     """Register the source type once per OBS process; a script reload reuses it. True if registered now."""
-    global _registered
+    global _registered, _suspended
+    with _lock:
+        _suspended = False
     if not any(isinstance(h, _ObsLogHandler) for h in _log.handlers):
         _log.addHandler(_ObsLogHandler())
         _log.setLevel(logging.DEBUG)
@@ -390,10 +416,34 @@ def register() -> bool:
     if _registered:
         obs.log(obs.LOG_INFO, "AI Background filter already registered (script reloaded)")
         return False
+    at_exit = getattr(threading, "_register_atexit", None)  # runs before Python joins the remaining threads
+    if at_exit is not None:
+        at_exit(_at_python_exit)
     obs.obs_register_source_s(ctypes.byref(_info), ctypes.sizeof(_info))
     _registered = True
     obs.log(obs.LOG_INFO, "AI Background filter registered")
     return True
+
+
+def suspend(timeout: float = JOIN_S) -> int:
+    """script_unload: stop every worker, live filters' included, and wait for them; returns how many still run.
+
+    At OBS exit, Python finalizes soon after the script is unloaded, and OBS destroys the remaining filters only
+    then, on another thread: a worker still keying (or preparing a model) at that point would run into a half-torn-
+    down interpreter. A script reload starts the workers again at their next frame.
+    """
+    global _suspended
+    with _lock:
+        _suspended = True
+        instances = list(_instances.values())
+    start = time.monotonic()
+    workers = [w for w in (i.suspend() for i in instances) if w is not None]
+    with _lock:
+        _stopped.extend(workers)
+    left = join_stopped(timeout)
+    _log.info("AI Background: script unloaded; %d worker(s) stopped in %.1f s", len(workers) - left,
+              time.monotonic() - start)
+    return left
 
 
 def join_stopped(timeout: float = JOIN_S) -> int:
@@ -409,3 +459,14 @@ def join_stopped(timeout: float = JOIN_S) -> int:
     if left:
         _log.warning("AI Background: %d worker thread(s) still finishing a frame", left)
     return left
+
+
+def _at_python_exit() -> None:
+    """OBS is finalizing Python: say whether any worker still runs (each would delay OBS's exit, or worse)."""
+    with _lock:
+        running = [w.label for w in _stopped if w.alive] + [i.worker.label for i in _instances.values()
+                                                           if i.worker is not None and i.worker.alive]
+    if running:
+        _log.warning("AI Background: Python is exiting with %d worker(s) running: %s", len(running), ", ".join(running))
+    else:
+        _log.info("AI Background: Python is exiting; no worker running")

@@ -122,19 +122,26 @@ class FilterWorker:
         return self._results.take(timeout=0)
 
     def frame_due_within(self, seconds: float) -> bool:
-        """Whether the worker may take a new frame within `seconds`: none is waiting for it already, and it is
-        idle or nearly done with the one it has.
+        """Whether the worker may be free for a new frame within `seconds`: done with the frame it keys and with
+        the one waiting for it, if any, at its typical speed.
 
-        Lets the render thread skip reading back frames that would be replaced before anyone took them. Never more
-        than one waits: a worker running late (a starved CPU) must not make the render thread read back every frame,
-        which would starve it further.
+        Lets the render thread skip reading back frames that would be replaced before anyone took them. A frame
+        handed over just now counts: a worker faster than the video takes it at once, so the next capture must not
+        wait for it (that halved the keying rate); a worker running late (a starved CPU) has it waiting, and the
+        render thread stops reading back frames that would starve it further.
         """
-        if self._halted or self._frames.peek() is not None:
+        if self._halted:
             return False
-        started, typical = self._busy_since, self.inference_ms.median()
-        if started is None or typical is None:
-            return True
-        return started + typical / 1000 - time.perf_counter() <= seconds
+        typical = self.inference_ms.median()
+        waiting = self._frames.peek() is not None
+        if typical is None:  # no speed known yet (the first frame opens the engine)
+            return not waiting
+        now = time.perf_counter()
+        started = self._busy_since
+        free_at = max(now, started + typical / 1000) if started is not None else now
+        if waiting:
+            free_at += typical / 1000
+        return free_at - now <= seconds
 
     @property
     def running(self) -> bool:
@@ -162,7 +169,9 @@ class FilterWorker:
         return self._frames.dropped
 
     def stop(self) -> None:
-        """Ask the thread to finish its current frame and exit; never blocks (OBS may be destroying the filter)."""
+        """Ask the thread to finish its current frame and exit; never blocks (OBS may be destroying the filter).
+
+        A model preparation in flight is cancelled: OBS's exit waits for this thread."""
         self._stop.set()
         self._frames.close()
 
@@ -222,7 +231,7 @@ class FilterWorker:
         self._results.take(timeout=0)  # a frame keyed with the old settings must not be drawn
         self._resume()
         self._session = MattingSession(settings.session_options(), on_status=self._on_status,
-                                       download_progress=self._on_download)
+                                       download_progress=self._on_download, cancel=self._stop)
         self.status.model = self._session.status.model
         self.status.notes = list(self._session.status.notes)
 
@@ -280,6 +289,9 @@ class FilterWorker:
         self.status.message, self.status.message_time = f"downloading the model: {percent}", time.monotonic()
 
     def _fail(self, error: Exception) -> None:
+        if self._stop.is_set():  # stopping (a model preparation cancelled, say): nothing the user needs to see
+            log.debug("%s: stopped while %s", self.label, error)
+            return
         if isinstance(error, ObsRvmError):
             message = str(error)
         else:
