@@ -7,11 +7,12 @@ compare numbers from one run). Prints the filter's own video_render time (median
 render time, skipped frames, inference and shown fps, and the capture-to-screen latency.
 
     .venv/bin/python scripts/bench_obs_filter.py [--seconds 20] [--sizes 640x480,1280x720] [--mode blur]
-        [--sync sync,live] [--matte-refresh 1] [--skip-still]
+        [--sync sync,live] [--matte-refresh 1] [--skip-still] [--clip FILE]
 
 With --sync sync,live the filter runs once per mode; for each it prints frames drawn per second (live: the current
 video drawn over the newest matte), matte updates per second, the latency of the video and of the matte, and the
-OBS process's CPU share (all cores = 100%).
+OBS process's CPU share (all cores = 100%). --clip takes another video, or a picture (looped into a still clip: what
+"skip keying while still" is for).
 """
 
 from __future__ import annotations
@@ -57,11 +58,14 @@ def engine_alone(width: int, height: int, mode: str, seconds: float) -> float:
     return 1000 * statistics.median(times)
 
 
-def clip(width: int, height: int, folder: Path) -> Path:
-    """The sample clip scaled to the canvas (a real person, moving; decoded by OBS like a camera)."""
-    out = folder / f"clip-{width}x{height}.mkv"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(CLIPS / "help.mkv"), "-vf",
-                    f"scale={width}:{height}", "-c:v", "libx264", "-preset", "ultrafast", str(out)], check=True)
+def clip(width: int, height: int, folder: Path, source: Path = CLIPS / "help.mkv") -> Path:
+    """The clip scaled to the canvas, decoded by OBS like a camera: by default a real person, moving; a picture
+    becomes a 20 s still clip."""
+    out = folder / f"clip-{source.stem}-{width}x{height}.mkv"
+    still = ["-loop", "1", "-t", "20", "-r", "30"] if source.suffix.lower() in (".png", ".jpg", ".jpeg") else []
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *still, "-i", str(source), "-vf",
+                    f"scale={width}:{height},format=yuv420p", "-c:v", "libx264", "-preset", "ultrafast", str(out)],
+                   check=True)
     return out
 
 
@@ -71,11 +75,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def obs_run(width: int, height: int, mode: str, seconds: float, enabled: bool, work: Path,
+def obs_run(width: int, height: int, mode: str, seconds: float, enabled: bool, work: Path, source: Path,
             **extra: object) -> dict:
     config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py",
                        site_packages=[Path(p) for p in __import__("site").getsitepackages()],
-                       inputs=[media_input("Camera", clip(width, height, work),
+                       inputs=[media_input("Camera", clip(width, height, work, source),
                                            [ai_filter("AI", enabled=enabled, background=mode, **extra)])],
                        canvas=(width, height), env={"OBS_RVM_STATS_INTERVAL": "2"})
     with Obs(config, work / ("on-" + "-".join(map(str, extra.values())) if enabled else "off")) as o:
@@ -107,6 +111,7 @@ def main() -> None:
     parser.add_argument("--sync", default="sync,live", help="video modes to measure, comma-separated")
     parser.add_argument("--matte-refresh", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--skip-still", action="store_true")
+    parser.add_argument("--clip", type=Path, default=CLIPS / "help.mkv", help="a video, or a picture (a still clip)")
     args = parser.parse_args()
     os.environ.setdefault("OBS_RVM_MODEL", str(MODEL))
     os.environ.setdefault("OBS_RVM_CACHE_DIR", str(Path(tempfile.gettempdir()) / "obs-rvm-test-cache"))
@@ -115,13 +120,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             engine_before = engine_alone(width, height, args.mode, args.seconds / 2)
-            off = obs_run(width, height, args.mode, args.seconds, False, work)
-            runs = {sync: obs_run(width, height, args.mode, args.seconds, True, work, sync=sync,
+            off = obs_run(width, height, args.mode, args.seconds, False, work, args.clip)
+            runs = {sync: obs_run(width, height, args.mode, args.seconds, True, work, args.clip, sync=sync,
                                   matte_refresh=args.matte_refresh, skip_still=args.skip_still)
                     for sync in args.sync.split(",")}
             engine_after = engine_alone(width, height, args.mode, args.seconds / 2)
         engine_fps = 2000 / (engine_before + engine_after)
-        print(f"{width}x{height} {args.mode}: engine alone {engine_fps:.1f} fps ({engine_before:.0f} / "
+        print(f"{width}x{height} {args.mode}, {args.clip.name}: engine alone {engine_fps:.1f} fps "
+              f"({engine_before:.0f} / "
               f"{engine_after:.0f} ms before / after); without the filter OBS render_main_texture median "
               f"{off.get('main_median')} / p99 {off.get('main_p99')} ms, skipped {off['skipped']}/{off['rendered']}, "
               f"OBS CPU {100 * off['cpu_share']:.0f}%")

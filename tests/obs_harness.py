@@ -66,6 +66,33 @@ def filter_settings(**values):
                       lambda k: bool(merged[k]))
 
 
+REFERENCE_FRAMES = 40
+"""RVM's recurrent state settles on a still picture within this many frames."""
+
+
+def reference(frame: np.ndarray, model: str | None = None, **values) -> np.ndarray:
+    """What the pipeline itself makes of this frame with these filter settings, once RVM's state has settled: the
+    composite (live video's own layers are what OBS mixes with the frame, not something a user sees)."""
+    from dataclasses import replace
+
+    from obs_rvm.matting import MattingSession
+
+    options = filter_settings(**{**values, "sync": "sync"}).session_options()
+    session = MattingSession(replace(options, model=model) if model else options)
+    for i in range(REFERENCE_FRAMES):
+        out = session.process(frame, i / 30)
+    session.close()
+    return out.copy()
+
+
+def similar(a: np.ndarray, b: np.ndarray, channels: slice = slice(0, 4)) -> bool:
+    """Same picture up to RVM's last settling steps: tiny mean difference, almost no pixel far off."""
+    if a.shape != b.shape:
+        return False
+    diff = np.abs(a[..., channels].astype(np.int16) - b[..., channels])
+    return float(diff.mean()) <= 3.0 and float((diff > 40).mean()) <= 0.01
+
+
 def image_input(name: str, path: Path, filters: Sequence[FilterSpec] = (), in_scene: bool = True) -> InputSpec:
     return InputSpec(name, "image_source", {"file": str(path)}, filters, in_scene)
 

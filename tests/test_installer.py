@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -272,21 +271,8 @@ def test_filter_runs_from_the_installed_layout(installed, tmp_path):
         inputs=[harness.image_input("Person", ASTRONAUT, [harness.ai_filter("AI", background="color", color=blue)])],
         env={"OBS_RVM_MODEL": ""})  # the test process's own model override must not reach OBS
     frame = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGBA)
-    session = MattingSession(harness.filter_settings(background="color", color=blue).session_options())
-    for i in range(40):  # RVM's recurrent state settles on a still picture
-        expected = session.process(frame, i / 30).copy()
-
-    def close_to_expected() -> np.ndarray | None:
-        shot = o.screenshot("Person")
-        diff = np.abs(shot.astype(np.int16) - expected) if shot.shape == expected.shape else None
-        return shot if diff is not None and diff.mean() <= 3 and (diff > 40).mean() <= 0.01 else None
-
-    with harness.Obs(config, tmp_path / "obs") as o:
-        o.wait_log(r"AI Background filter registered", timeout=120)
-        o.wait_for(close_to_expected, 180, "the filter's output matching the pipeline's")
-        log = o.log_text()
+    log = _keys_like_the_pipeline(config, tmp_path, harness.reference(frame, background="color", color=blue))
     assert "AI Background is not available" not in log
-    assert o.returncode == 0
 
 
 # -- offline: the bundled model -----------------------------------------------------------------------------------
@@ -339,24 +325,11 @@ def test_offline_filter_keys_with_the_bundled_model(installed_offline, tmp_path)
         inputs=[harness.image_input("Person", ASTRONAUT, [harness.ai_filter("AI", background="color", color=blue)])],
         env={"OBS_RVM_MODEL": "", "OBS_RVM_MODEL_DIR": "", "OBS_RVM_CACHE_DIR": ""})  # the user's own folders
     frame = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2RGBA)
-    options = harness.filter_settings(background="color", color=blue).session_options()
-    session = MattingSession(replace(options, model=str(MODEL)))
-    for i in range(40):
-        expected = session.process(frame, i / 30).copy()
-
-    def close_to_expected() -> np.ndarray | None:
-        shot = o.screenshot("Person")
-        diff = np.abs(shot.astype(np.int16) - expected) if shot.shape == expected.shape else None
-        return shot if diff is not None and diff.mean() <= 3 and (diff > 40).mean() <= 0.01 else None
-
-    with harness.Obs(config, tmp_path / "obs") as o:
-        o.wait_log(r"AI Background filter registered", timeout=120)
-        o.wait_for(close_to_expected, 180, "the filter's output matching the pipeline's")
-        log = o.log_text()
+    expected = harness.reference(frame, model=str(MODEL), background="color", color=blue)
+    log = _keys_like_the_pipeline(config, tmp_path, expected)
     assert re.search(r"keying \d+x\d+ with .*, model mobilenetv3-web", log), log[-3000:]
     note = "using the bundled model: run `obs-rvm models download mobilenetv3` for the official fp32 weights"
     assert log.count(note) == 1, log[-3000:]
-    assert o.returncode == 0
 
 
 # -- bad cases: each a clear message, a non-zero exit, and nothing left behind -----------------------------------
@@ -574,3 +547,16 @@ def test_uninstall_restores_the_collection_and_removes_everything(added):
     assert len(kept) == 2 and all(str(b) in result.stdout for b in kept)
     again = install(added.home, "--uninstall", src=added.src)
     assert again.returncode == 0 and "Nothing to remove" in again.stdout
+
+
+def _keys_like_the_pipeline(config, tmp_path: Path, expected: np.ndarray) -> str:
+    """Run OBS until the filter's output matches the pipeline's composite; OBS's log (OBS exited cleanly)."""
+    import obs_harness as harness
+
+    with harness.Obs(config, tmp_path / "obs") as o:
+        o.wait_log(r"AI Background filter registered", timeout=120)
+        o.wait_for(lambda: harness.similar(o.screenshot("Person"), expected) or None, 180,
+                   "the filter's output matching the pipeline's")
+        log = o.log_text()
+    assert o.returncode == 0
+    return log

@@ -11,7 +11,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from obs_harness import Obs, ObsConfig, ai_filter, image_input, media_input
+from obs_harness import Obs, ObsConfig, ai_filter, image_input, media_input, reference, similar
 from test_obs_filter import (
     ASTRONAUT,
     BLUE,
@@ -22,9 +22,7 @@ from test_obs_filter import (
     YELLOW,
     all_near,
     pytestmark,
-    reference,
     rgba,
-    similar,
     stats,
     transparent_corners,
 )
@@ -34,12 +32,6 @@ from obs_rvm.obs.settings import rgb_to_obs_color
 __all__ = ["pytestmark"]  # OBS and Xvfb needed, as for test_obs_filter.py
 FPS = 10
 """OBS's frame rate here: low enough that this CPU keys a 128x96 clip at every frame (refresh test)."""
-
-
-KNOWN_COLOUR_BUG = pytest.mark.xfail(strict=True, reason="live mode: mid-tone colours off by ~12/255 against the "
-                                     "pipeline (sRGB applied once too often in the mix); auto stays sync until fixed")
-KNOWN_CADENCE_BUG = pytest.mark.xfail(strict=True, reason="refresh every 3rd frame gives 0.67 of the every-frame "
-                                      "rate: with refresh 1 the capture path reaches only every other frame")
 
 
 def _latest(obs: Obs, label: str, after: int, count: int = 3) -> list[dict[str, str]]:
@@ -112,7 +104,6 @@ def live(tmp_path_factory) -> Obs:
         yield o
 
 
-@KNOWN_COLOUR_BUG
 def test_still_picture_equals_the_pipelines_composite_in_every_mode(live, tmp_path):
     frame = rgba(ASTRONAUT)
     picture = tmp_path / "wall.png"
@@ -158,7 +149,6 @@ def test_moving_clip_is_drawn_at_obs_frame_rate(live):
     c.set_source_filter_enabled("Clip", "AI", False)
 
 
-@KNOWN_CADENCE_BUG
 def test_refresh_every_third_frame_keys_a_third_as_often(live):
     c = live.client
     c.set_source_filter_enabled("Small", "AI", True)

@@ -17,6 +17,28 @@ STAGES = 2
 _ZERO = (ctypes.c_float * 4)()
 
 
+class DynamicTexture:
+    """A texture the CPU refills every keyed frame (uint8 RGBA), made again only when the size changes."""
+
+    def __init__(self) -> None:
+        self.handle: int | None = None
+        self.size: tuple[int, int] | None = None
+
+    def upload(self, rgba: np.ndarray) -> None:
+        """Replace the pixels (C-contiguous uint8 RGBA [H, W, 4])."""
+        height, width = rgba.shape[:2]
+        if self.size != (width, height):
+            self.destroy()
+            self.handle = obs.gs_texture_create(width, height, obs.GS_RGBA, 1, None, obs.GS_DYNAMIC)
+            self.size = (width, height)
+        obs.gs_texture_set_image(self.handle, rgba.ctypes.data, width * 4, False)
+
+    def destroy(self) -> None:
+        if self.handle is not None:
+            obs.gs_texture_destroy(self.handle)
+        self.handle = self.size = None
+
+
 class GpuFrames:
     """The graphics objects of one filter instance."""
 
@@ -27,8 +49,7 @@ class GpuFrames:
         """Per stage surface: (width, height, frame_time) of the frame waiting in it, None once read."""
         self._next = 0
         self._stage_size: tuple[int, int] | None = None
-        self._texture: int | None = None
-        self._texture_size: tuple[int, int] | None = None
+        self._texture = DynamicTexture()
         self._ptr = ctypes.POINTER(ctypes.c_uint8)()
         self._linesize = ctypes.c_uint32()
 
@@ -93,21 +114,16 @@ class GpuFrames:
 
     def upload(self, rgba: np.ndarray) -> None:
         """Replace the keyed texture's pixels (straight-alpha RGBA, C-contiguous)."""
-        height, width = rgba.shape[:2]
-        if self._texture_size != (width, height):
-            if self._texture is not None:
-                obs.gs_texture_destroy(self._texture)
-            self._texture = obs.gs_texture_create(width, height, obs.GS_RGBA, 1, None, obs.GS_DYNAMIC)
-            self._texture_size = (width, height)
-        obs.gs_texture_set_image(self._texture, rgba.ctypes.data, width * 4, False)
+        self._texture.upload(rgba)
 
     @property
     def texture_size(self) -> tuple[int, int] | None:
-        return self._texture_size
+        return self._texture.size
 
     def draw(self, width: int, height: int) -> None:
         """Draw the keyed texture over whatever is below, alpha included (transparent mode reaches the scene)."""
-        if self._texture is None:
+        texture = self._texture.handle
+        if texture is None:
             return
         effect = obs.obs_get_base_effect(obs.OBS_EFFECT_DEFAULT)
         image = obs.gs_effect_get_param_by_name(effect, b"image")
@@ -117,9 +133,9 @@ class GpuFrames:
         previous = obs.gs_framebuffer_srgb_enabled()
         obs.gs_enable_framebuffer_srgb(linear)
         if linear:
-            obs.gs_effect_set_texture_srgb(image, self._texture)
+            obs.gs_effect_set_texture_srgb(image, texture)
         else:
-            obs.gs_effect_set_texture(image, self._texture)
+            obs.gs_effect_set_texture(image, texture)
         obs.gs_blend_state_push()
         # The texture holds straight alpha: colour weighted by alpha, alpha accumulated as OBS expects.
         obs.gs_blend_function_separate(obs.GS_BLEND_SRCALPHA, obs.GS_BLEND_INVSRCALPHA, obs.GS_BLEND_ONE,
@@ -127,7 +143,7 @@ class GpuFrames:
         passes = obs.gs_technique_begin(tech)
         for i in range(passes):
             if obs.gs_technique_begin_pass(tech, i):
-                obs.gs_draw_sprite(self._texture, 0, width, height)
+                obs.gs_draw_sprite(texture, 0, width, height)
                 obs.gs_technique_end_pass(tech)
         obs.gs_technique_end(tech)
         obs.gs_blend_state_pop()
@@ -148,6 +164,4 @@ class GpuFrames:
         if self._texrender is not None:
             obs.gs_texrender_destroy(self._texrender)
             self._texrender = None
-        if self._texture is not None:
-            obs.gs_texture_destroy(self._texture)
-            self._texture = self._texture_size = None
+        self._texture.destroy()

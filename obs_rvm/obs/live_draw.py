@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import libobs as obs
+from .frames import DynamicTexture
 
 EFFECT = Path(__file__).with_name("live_composite.effect")
 
@@ -24,8 +25,7 @@ class LiveDraw:
 
     def __init__(self) -> None:
         self._effect: int | None = None
-        self._texture: int | None = None
-        self._texture_size: tuple[int, int] | None = None
+        self._texture = DynamicTexture()
 
     def _load(self) -> int:
         if self._effect is None:
@@ -39,38 +39,29 @@ class LiveDraw:
 
     def upload(self, layers: np.ndarray) -> None:
         """Replace the layers texture (uint8 RGBA, C-contiguous) with the worker's newest."""
-        height, width = layers.shape[:2]
-        if self._texture_size != (width, height):
-            if self._texture is not None:
-                obs.gs_texture_destroy(self._texture)
-            self._texture = obs.gs_texture_create(width, height, obs.GS_RGBA, 1, None, obs.GS_DYNAMIC)
-            self._texture_size = (width, height)
-        obs.gs_texture_set_image(self._texture, layers.ctypes.data, width * 4, False)
+        self._texture.upload(layers)
 
     @property
     def texture_size(self) -> tuple[int, int] | None:
-        return self._texture_size
+        return self._texture.size
 
     def draw(self, filter_source: int, width: int, height: int, transparent: bool) -> bool:
         """Draw the current frame composited with the layers; False if OBS could not render the source now."""
         effect = self._load()
-        if self._texture is None:
+        if self._texture.handle is None:
             return False
         if not obs.obs_source_process_filter_begin(filter_source, obs.GS_RGBA, obs.OBS_NO_DIRECT_RENDERING):
             return False
-        # The layers are sampled as stored (sRGB-encoded, like the graph's numbers); libobs binds `image` itself in
-        # process_filter_end, decoded when OBS renders in linear light: the effect then encodes it to mix.
-        obs.gs_effect_set_texture(obs.gs_effect_get_param_by_name(effect, b"matte"), self._texture)
-        obs.gs_effect_set_float(obs.gs_effect_get_param_by_name(effect, b"linear_in"),
-                                1.0 if obs.gs_get_linear_srgb() else 0.0)
+        # The layers are sampled as stored (sRGB-encoded, like the graph's numbers). libobs binds `image` itself in
+        # process_filter_end, decoded: for a filter declaring OBS_SOURCE_SRGB it switches to linear light there,
+        # whatever gs_get_linear_srgb() says out here (asking here gave mid-tones 12/255 off).
+        obs.gs_effect_set_texture(obs.gs_effect_get_param_by_name(effect, b"matte"), self._texture.handle)
         obs.obs_source_process_filter_tech_end(filter_source, effect, width, height,
                                                b"DrawTransparent" if transparent else b"Draw")
         return True
 
     def destroy(self) -> None:
-        if self._texture is not None:
-            obs.gs_texture_destroy(self._texture)
-            self._texture = self._texture_size = None
+        self._texture.destroy()
         if self._effect is not None:
             obs.gs_effect_destroy(self._effect)
             self._effect = None

@@ -20,9 +20,11 @@ MODEL, BACKEND, DOWNSAMPLE_RATIO, FP16 = "model", "backend", "downsample_ratio",
 MATTE_GROW, FEATHER = "matte_grow", "feather"
 SYNC, MATTE_REFRESH, SKIP_STILL = "sync", "matte_refresh", "skip_still"
 SYNC_MODES = ("auto", "sync", "live")
-"""auto: in sync for now (live video on the CPU is meant to become the automatic choice once its colours match the
-pipeline's exactly); sync: every frame shown is keyed (adds the inference time as latency); live: OBS shows the
-current frame over the newest matte (which may trail)."""
+"""auto: in sync on a GPU (it keeps up with the video), live video on the CPU (it cannot); sync: every frame shown
+is keyed (adds the inference time as latency); live: OBS shows the current frame over the newest matte (which may
+trail)."""
+LAYERS = {"auto": None, "sync": False, "live": True}
+"""SessionOptions.layers per sync mode: None lets the session choose by where the engine runs."""
 REFRESH_EVERY = (1, 2, 3)
 
 
@@ -100,7 +102,7 @@ class FilterSettings:
         return SessionOptions(model=self.model or None, background=self.background,
                               downsample_ratio=self.downsample_ratio or None, backend=self.backend,
                               threads=inference_threads(), fp16=self.fp16, matte_grow=self.matte_grow,
-                              feather=self.feather, layers=self.sync == "live")
+                              feather=self.feather, layers=LAYERS.get(self.sync))
 
 
 def parse(get_string: Callable[[str], str], get_int: Callable[[str], int], get_float: Callable[[str], float],
