@@ -207,6 +207,10 @@ def test_rolling_percentiles_and_rates():
     for i in range(21):
         rate.tick(10 + i * 0.1)  # 10 per second
     assert rate.per_second(12.0) == pytest.approx(10.0) and rate.per_second(20.0) == 0.0 and rate.count == 21
+    slow = Rate(window=2.0)
+    for i in range(6):
+        slow.tick(i * 1.2)  # keyed once per 1.2 s (a still picture): never reads 0 between two events
+    assert all(slow.per_second(6.0 + d) == pytest.approx(1 / 1.2) for d in (0.0, 0.5, 1.0, 1.9))
 
 
 def test_status_text_names_what_runs():

@@ -34,7 +34,11 @@ class Rolling:
 
 
 class Rate:
-    """Events per second over the last `window` seconds of the caller's clock."""
+    """Events per second over the last `window` seconds of the caller's clock.
+
+    The interval that reaches back into the window counts too (the last event before it is kept): an event every
+    1.2 s reads 0.83/s at any moment, not 0 whenever only one event falls inside a 2 s window.
+    """
 
     def __init__(self, window: float = 2.0) -> None:
         self.window = window
@@ -45,11 +49,13 @@ class Rate:
     def tick(self, now: float) -> None:
         self._times.append(now)
         self.count += 1
-        while self._times and now - self._times[0] > self.window:
+        while len(self._times) > 2 and now - self._times[1] > self.window:
             self._times.popleft()
 
     def per_second(self, now: float) -> float:
-        times = [t for t in list(self._times) if now - t <= self.window]
-        if len(times) < 2:
+        times = list(self._times)
+        if len(times) < 2 or now - times[-1] > self.window:  # nothing recent: the events stopped
             return 0.0
+        while len(times) > 2 and now - times[1] > self.window:
+            times.pop(0)
         return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
