@@ -169,7 +169,7 @@ def check_gpu() -> Iterator[Check]:
 
 def check_model() -> Iterator[Check]:
     """Which model the filter will use and why: the same rule it follows (models.resolve_model), without a download."""
-    from .graph import load_rvm
+    from .graph_build import load_rvm
     from .models import catalog, default_model_name, resolve_model, unreachable
 
     if os.environ.get("OBS_RVM_MODEL"):

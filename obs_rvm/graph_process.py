@@ -101,7 +101,8 @@ def _wait(child: subprocess.Popen, cancel: threading.Event | None) -> str:
 
 
 def _build(model_path: Path, spec_fields: dict, out: Path) -> None:
-    from .graph import GraphSpec, Variant, build_file
+    from .graph import GraphSpec, Variant
+    from .graph_build import build_file
 
     spec = GraphSpec(**{**spec_fields, "variant": Variant(spec_fields["variant"])})
     build_file(model_path, spec, out)

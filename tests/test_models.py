@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 
 from obs_rvm import bundled, models
 from obs_rvm.errors import ModelError
-from obs_rvm.graph import load_rvm
+from obs_rvm.graph_build import load_rvm
 from obs_rvm.models import catalog, default_model_name, download_model, fallback_note, resolve_model
 
 from paths import MODEL

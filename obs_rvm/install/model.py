@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..environment import installed_model
 from ..errors import ModelError, ObsRvmError, SetupError
-from ..graph import load_rvm
+from ..graph_build import load_rvm
 from ..models import (
     catalog,
     default_model,
