@@ -330,8 +330,19 @@ class Obs:
             time.sleep(interval)
 
     def screenshot(self, source: str) -> np.ndarray:
-        """The source rendered with its filters, as uint8 RGBA [H, W, 4] (a PNG keeps the alpha)."""
-        data = self._client.get_source_screenshot(source, "png", None, None, -1).image_data
+        """The source rendered with its filters, as uint8 RGBA [H, W, 4] (a PNG keeps the alpha).
+
+        OBS answers 702 ("Failed to render screenshot") while a source has no size yet, e.g. mid-way through a
+        change of picture: asked again a few times before that counts as an error.
+        """
+        for attempt in range(5):
+            try:
+                data = self._client.get_source_screenshot(source, "png", None, None, -1).image_data
+                break
+            except Exception as e:
+                if getattr(e, "code", None) != 702 or attempt == 4:
+                    raise
+                time.sleep(0.2)
         png = base64.b64decode(data.split(",", 1)[1])
         bgra = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
         return cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
