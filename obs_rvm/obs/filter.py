@@ -207,7 +207,9 @@ class AiBackground:
     def _housekeeping(self, now: int) -> None:
         """Once per frame: refresh an open properties panel on status changes, and log stats when asked to."""
         status = self.snapshot()
-        seen = (status.state, status.error, status.message)
+        # The size and backend too: a source changing size re-keys without a state change, and an open panel must
+        # not keep showing the old resolution.
+        seen = (status.state, status.error, status.message, status.size, status.backend, status.layers)
         if seen != self._seen_status:
             self._seen_status, self._status_dirty = seen, True
         if self._status_dirty and time.monotonic_ns() - self.updated_ns > QUIET_NS:
