@@ -149,7 +149,7 @@ def graph_key(model_sha256: str, spec: GraphSpec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _io_path(path: Path) -> Path:
+def io_path(path: Path) -> Path:
     return path.with_suffix(".io.json")
 
 
@@ -158,7 +158,7 @@ def _describe(path: Path, spec: GraphSpec, model_sha256: str) -> PreparedGraph:
 
     Parsing the whole ONNX file instead would hold the GIL for no reason; hashing releases it.
     """
-    table = json.loads(_io_path(path).read_text())
+    table = json.loads(io_path(path).read_text())
     if hashlib.sha256(path.read_bytes()).hexdigest() != table["sha256"]:
         raise ValueError(f"{path} does not match its checksum")
 

@@ -28,8 +28,8 @@ from .graph import (
     STATE_OUTPUTS,
     GraphSpec,
     Variant,
-    _io_path,
     blur_geometry,
+    io_path,
     padded_size,
 )
 from .paths import atomic_write
@@ -67,7 +67,7 @@ def build_file(model_path: Path, spec: GraphSpec, path: Path) -> None:
     data = built.SerializeToString()
     table = {"inputs": _io_json(built.graph.input), "outputs": _io_json(built.graph.output),
              "sha256": hashlib.sha256(data).hexdigest()}
-    with atomic_write(_io_path(path), "w") as f:
+    with atomic_write(io_path(path), "w") as f:
         json.dump(table, f)
     with atomic_write(path) as f:
         f.write(data)

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from processes import ctrl_c_as_in_a_terminal
 
 from obs_rvm.backgrounds import BackgroundConfig, cover
 from obs_rvm.cli import main
@@ -141,12 +142,6 @@ def test_latency_stays_bounded_when_inference_is_slower_than_the_input(tmp_path:
     assert max(latency) / 1000 <= bound, f"{max(latency):.0f} ms > {1000 * bound:.0f} ms"
     third = len(latency) // 3
     assert statistics.median(latency[-third:]) <= 1.5 * statistics.median(latency[:third]) + 50
-
-
-def ctrl_c_as_in_a_terminal() -> None:
-    """A program started in the background by a non-interactive shell inherits SIGINT ignored (CI may run us so):
-    give the child the default disposition, as a terminal would, so Ctrl-C reaches it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_recording(out: Path) -> subprocess.Popen:

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from processes import ctrl_c_as_in_a_terminal
 
 from obs_rvm.backgrounds import BackgroundConfig
 from obs_rvm.matting import MattingSession, SessionOptions
@@ -222,7 +223,7 @@ def test_interrupted_run_leaves_no_output(tmp_path):
     out = tmp_path / "o.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "obs_rvm.cli", "process", str(long_clip), "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.time() + 120
     while time.time() < deadline and not any(".partial" in n for n in leftovers(tmp_path)):
         time.sleep(0.2)

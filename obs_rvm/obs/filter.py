@@ -442,8 +442,9 @@ def suspend(timeout: float = JOIN_S) -> int:
     workers = [w for w in (i.suspend() for i in instances) if w is not None]
     with _lock:
         _stopped.extend(workers)
+        waited = len(_stopped)
     left = join_stopped(timeout)
-    _log.info("AI Background: script unloaded; %d worker(s) stopped in %.1f s", len(workers) - left,
+    _log.info("AI Background: script unloaded; %d worker(s) stopped in %.1f s", waited - left,
               time.monotonic() - start)
     return left
 
@@ -466,8 +467,8 @@ def join_stopped(timeout: float = JOIN_S) -> int:
 def _at_python_exit() -> None:
     """OBS is finalizing Python: say whether any worker still runs (each would delay OBS's exit, or worse)."""
     with _lock:
-        running = [w.label for w in _stopped if w.alive] + [i.worker.label for i in _instances.values()
-                                                           if i.worker is not None and i.worker.alive]
+        workers = _stopped + [i.worker for i in _instances.values()]
+    running = [w.label for w in workers if w is not None and w.alive]
     if running:
         _log.warning("AI Background: Python is exiting with %d worker(s) running: %s", len(running), ", ".join(running))
     else:

@@ -199,7 +199,6 @@ obs_source_process_filter_tech_end = _fn("obs_source_process_filter_tech_end", N
                                          c_char_p)
 gs_effect_get_param_by_name = _fn("gs_effect_get_param_by_name", P, P, c_char_p)
 gs_effect_get_technique = _fn("gs_effect_get_technique", P, P, c_char_p)
-gs_effect_set_float = _fn("gs_effect_set_float", None, P, c_float)
 gs_effect_set_texture = _fn("gs_effect_set_texture", None, P, P)
 gs_effect_set_texture_srgb = _fn("gs_effect_set_texture_srgb", None, P, P)
 gs_technique_begin = _fn("gs_technique_begin", c_size_t, P)

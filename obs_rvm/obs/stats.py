@@ -49,13 +49,16 @@ class Rate:
     def tick(self, now: float) -> None:
         self._times.append(now)
         self.count += 1
-        while len(self._times) > 2 and now - self._times[1] > self.window:
-            self._times.popleft()
+        self._prune(self._times, now)
 
     def per_second(self, now: float) -> float:
-        times = list(self._times)
+        times = deque(self._times)
         if len(times) < 2 or now - times[-1] > self.window:  # nothing recent: the events stopped
             return 0.0
-        while len(times) > 2 and now - times[1] > self.window:
-            times.pop(0)
+        self._prune(times, now)
         return (len(times) - 1) / max(times[-1] - times[0], 1e-9)
+
+    def _prune(self, times: deque[float], now: float) -> None:
+        """Drop events before the window, but the last of them (it starts the interval reaching into it)."""
+        while len(times) > 2 and now - times[1] > self.window:
+            times.popleft()
