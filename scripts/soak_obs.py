@@ -20,6 +20,7 @@ import argparse
 import csv
 import math
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from obs_harness import Obs, ObsConfig, ai_filter, media_input  # noqa: E402
+from obsws_python.error import OBSSDKRequestError  # noqa: E402
 
 from obs_rvm.obs.settings import rgb_to_obs_color  # noqa: E402
 
@@ -41,6 +43,9 @@ from paths import ASTRONAUT, CLIPS, MODEL  # noqa: E402
 ACTIONS = {"background": 2.0, "ratio": 20.0, "resize": 30.0, "toggle": 45.0, "readd": 60.0}
 """Every churn action and how often it happens (seconds)."""
 SIZES = ((640, 480), (1280, 720))
+STORM = {"readd": 0.7, "background": 0.15, "recreate": 0.1, "resize": 0.05}
+"""The removal storm's actions and their odds: mostly the filter removed and re-added back to back (the pattern
+that crashed OBS 29 within seconds), the source deleted and created again, backgrounds and sizes changed."""
 STATS = re.compile(r"stats AI Background 'AI' on 'Camera': (.*)")
 RATIOS = (0.25, 0.4, 0.5, 0.0)
 COLORS = ((0, 0, 255), (255, 220, 0), (0, 177, 64), (200, 30, 200))
@@ -68,6 +73,7 @@ class Soak:
     samples: list[Sample] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     size_index: int = 0
+    sync: str = "auto"
     present: bool = True
     enabled: bool = True
     step: int = 0
@@ -111,6 +117,85 @@ class Soak:
             time.sleep(0.5)
         c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", {"background": "blur"})
         self.present, self.enabled = True, True
+
+    # -- the removal storm ------------------------------------------------------------------------------------------
+
+    def storm_settings(self, rng: random.Random) -> dict:
+        """A random background, in the storm's video mode."""
+        kind = rng.choice(("blur", "color", "image", "video", "transparent"))
+        values = {"background": kind, "sync": self.sync}
+        if kind == "color":
+            values["color"] = rgb_to_obs_color(rng.choice(COLORS))
+        elif kind == "image":
+            values["image_path"] = str(self.picture)
+        elif kind == "video":
+            values["video_path"] = str(self.video)
+        return values
+
+    def storm_step(self, rng: random.Random, gap: float) -> str:
+        """One storm action with random gaps of up to `gap` seconds; returns its name."""
+        c = self.obs.client
+        action = rng.choices(list(STORM), list(STORM.values()))[0]
+        if action == "readd":
+            if self.present:
+                c.remove_source_filter("Camera", "AI")
+                self.present = False
+            time.sleep(rng.uniform(0, gap))
+            c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", self.storm_settings(rng))
+            self.present = True
+        elif action == "background" and self.present:
+            c.set_source_filter_settings("Camera", "AI", self.storm_settings(rng), True)
+        elif action == "recreate":
+            c.remove_input("Camera")
+            time.sleep(rng.uniform(0, gap))
+            camera = media_input("Camera", self.clips[SIZES[self.size_index]])
+            for attempt in range(50):  # OBS frees the name once the removed source's last reference is gone
+                try:
+                    c.create_input("Scene", "Camera", camera.kind, camera.settings, True)
+                    break
+                except OBSSDKRequestError as e:
+                    if e.code != 601 or attempt == 49:
+                        raise
+                    time.sleep(0.02)
+            c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", self.storm_settings(rng))
+            self.present = True
+        elif action == "resize":
+            self.resize()
+        time.sleep(rng.uniform(0, 4 * gap))
+        return action
+
+    def run_storm(self, seconds: float, gap: float, seed: int, t0: float, every: float) -> None:
+        rng = random.Random(seed)
+        next_sample = time.monotonic()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self.obs.crashed:
+            if time.monotonic() >= next_sample:
+                self.sample(t0, "storm")
+                next_sample += every
+            try:
+                action = self.storm_step(rng, gap)
+            except Exception:
+                deadline = time.monotonic() + 10  # a request OBS died under: give the process time to end
+                while time.monotonic() < deadline and not self.obs.crashed:
+                    time.sleep(0.2)
+                if self.obs.crashed:
+                    return
+                raise
+            self.counters[action] = self.counters.get(action, 0) + 1
+        if not self.obs.crashed:
+            self.sample(t0, "storm")
+            self.settle()
+
+    def settle(self) -> None:
+        """After the storm, the filter still keys: a fresh one on the camera reports keying (counted as "keyed")."""
+        c = self.obs.client
+        mark = len(self.obs.log_text())
+        if self.present:
+            c.remove_source_filter("Camera", "AI")
+        c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", {"background": "blur", "sync": self.sync})
+        self.present = True
+        self.obs.wait_log(r"'AI' on 'Camera': keying", 120, after=mark)
+        self.counters["keyed"] = 1
 
     def restore(self) -> None:
         """Back to how the soak started (640x480, blur, auto ratio, enabled), so steady figures compare."""
@@ -261,6 +346,12 @@ def parser() -> argparse.ArgumentParser:
                    f"{', '.join(ACTIONS)}")
     p.add_argument("--speed", type=float, default=1.0, help="run the churn schedule this many times faster "
                    "(rebuilds pile up on each other: the pattern that once crashed OBS)")
+    p.add_argument("--storm-minutes", type=float, default=0.0, help="a removal storm first: the filter removed "
+                   "and re-added back to back, the source deleted and re-created, random backgrounds and sizes")
+    p.add_argument("--gap", type=float, default=0.05, help="storm: longest random pause between removal and re-adding "
+                   "(seconds; up to 4x that between actions)")
+    p.add_argument("--sync", choices=("auto", "sync", "live"), default="auto", help="storm: the filters' video mode")
+    p.add_argument("--seed", type=int, default=None, help="storm: random seed (printed; default: a new one)")
     p.add_argument("--sample", type=float, default=10.0, help="seconds between RSS samples")
     p.add_argument("--warmup", type=float, default=120.0, help="seconds of the churn left out of low-point growth "
                    "(the first model preparations, caches filling)")
@@ -299,9 +390,17 @@ def run(args: argparse.Namespace, out: Path) -> Report:
         with obs:
             obs.wait_log(r"'AI' on 'Camera': (keying|.*(error|failed|could not|not found))", 180)
             soak = Soak(obs, clips, ASTRONAUT, CLIPS / "thanks.mkv")
-            print(f"OBS pid {obs.pid}; churn {args.churn_minutes:g} min ({', '.join(actions) or 'nothing'}, speed "
-                  f"{args.speed:g}), steady {args.steady_minutes:g} min", flush=True)
-            if args.churn_minutes > 0:
+            seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+            soak.sync = args.sync
+            print(f"OBS pid {obs.pid}; storm {args.storm_minutes:g} min (gap {args.gap:g} s, {args.sync}, "
+                  f"seed {seed}), "
+                  f"churn {args.churn_minutes:g} min ({', '.join(actions) or 'nothing'}, speed {args.speed:g}), "
+                  f"steady {args.steady_minutes:g} min", flush=True)
+            if args.storm_minutes > 0:
+                soak.run_storm(60 * args.storm_minutes, args.gap, seed, t0, args.sample)
+                if not obs.crashed and (args.churn_minutes > 0 or args.steady_minutes > 0):
+                    soak.restore()
+            if args.churn_minutes > 0 and not obs.crashed:
                 soak.run_phase("churn", 60 * args.churn_minutes, actions, args.sample, t0, args.speed)
             if args.steady_minutes > 0 and not obs.crashed:
                 if args.churn_minutes > 0:
@@ -333,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         plot(report.samples, out / "soak.png")
     print(f"actions done: {report.counters}")
     steady = report.figures("steady")
-    for phase, skip in (("churn", args.warmup), ("steady", 0.0)):
+    for phase, skip in (("storm", 0.0), ("churn", args.warmup), ("steady", 0.0)):
         f = report.figures(phase, skip)
         if not f:
             continue

@@ -91,7 +91,9 @@ def live(tmp_path_factory) -> Obs:
         script=SCRIPT,
         environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
         inputs=[
-            media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur", sync="live")]),
+            # Keyed every 3rd frame: the matte is slower than OBS on any machine, a GPU's included.
+            media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur", sync="live",
+                                                 matte_refresh=3)]),
             media_input("Small", small, [ai_filter("AI", enabled=False, background="transparent", sync="live")]),
             media_input("Coded", coded, [ai_filter("AI", enabled=False, background="color", sync="live")]),
             image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE),
@@ -143,7 +145,7 @@ def test_moving_clip_is_drawn_at_obs_frame_rate(live):
     inference = [float(s["inference_fps"]) for s in lines]
     assert all(s["layers"] == "1" for s in lines)
     assert min(drawn) >= 0.9 * FPS, f"frames drawn per second {drawn} (OBS runs at {FPS})"
-    assert max(inference) < 0.7 * FPS, f"this test needs a CPU slower than OBS: inference {inference} fps"
+    assert max(inference) <= 0.4 * FPS, f"the matte must update slower than OBS draws: inference {inference} fps"
     skipped = after.render_skipped_frames - before.render_skipped_frames
     assert skipped <= 0.02 * (after.render_total_frames - before.render_total_frames)
     c.set_source_filter_enabled("Clip", "AI", False)

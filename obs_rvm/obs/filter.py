@@ -100,8 +100,11 @@ class AiBackground:
     @property
     def label(self) -> str:
         """How log lines name this filter: "AI Background 'AI' on 'Camera'"."""
+        with obs.filter_sources(self.source) as sources:
+            return self._label(sources[0] if sources else None)
+
+    def _label(self, parent: int | None) -> str:
         name = obs.text(obs.obs_source_get_name(self.source))
-        parent = obs.obs_filter_get_parent(self.source)
         on = f" on '{obs.text(obs.obs_source_get_name(parent))}'" if parent else ""
         return f"AI Background '{name}'{on}"
 
@@ -123,17 +126,29 @@ class AiBackground:
         self.render_ms.add((time.perf_counter_ns() - start) / 1e6)
 
     def _render(self) -> None:
-        target = obs.obs_filter_get_target(self.source)
-        width = obs.obs_source_get_base_width(target) if target else 0
-        height = obs.obs_source_get_base_height(target) if target else 0
-        if not width or not height:
-            obs.obs_source_skip_video_filter(self.source)
-            return
-        worker = self.worker or self._start_worker()
+        with obs.filter_sources(self.source) as sources:
+            if sources is None:  # removed on another thread (or not attached yet): draw nothing this once
+                return
+            parent, target = sources
+            width = obs.obs_source_get_base_width(target)
+            height = obs.obs_source_get_base_height(target)
+            if not width or not height:  # nothing to draw, as libobs itself does for a source with no size
+                return
+            now = obs.obs_get_video_frame_time()
+            frame = self.gpu.render_input(parent, target, width, height, now)
+            if frame is None:
+                return
+            try:
+                self._render_frame(parent, frame, width, height, now)
+            except Exception as e:
+                self._render_failed(e, (width, height))
+
+    def _render_frame(self, parent: int, frame: int, width: int, height: int, now: int) -> None:
+        """Draw this frame from its input texture: keyed, or passed through while there is nothing to key with."""
+        worker = self.worker or self._start_worker(parent)
         if worker is None:  # the script is unloaded (OBS exiting, or a reload under way): no new threads
-            obs.obs_source_skip_video_filter(self.source)
+            self.gpu.draw_input(width, height)
             return
-        now = obs.obs_get_video_frame_time()
         if now != self.frame_time:  # first call in this video frame: capture once, take the newest keyed frame
             self.wait_ms.add((time.monotonic_ns() - now) / 1e6)  # both on CLOCK_MONOTONIC (os_gettime_ns)
             interval, self.frame_time = now - self.frame_time, now
@@ -144,7 +159,7 @@ class AiBackground:
             # capture) while the worker is sure to stay busy past that.
             self.cadence.tick()
             if worker.frame_due_within(CAPTURE_AHEAD * interval / 1e9) and self._refresh_due():
-                self.gpu.capture(self.source, width, height, now)
+                self.gpu.capture(width, height, now)
                 self.cadence.captured()
             keyed = worker.latest()
             if keyed is not None:
@@ -155,17 +170,17 @@ class AiBackground:
             self._housekeeping(now)
         if (worker.running and self.received_time is not None and now - self.received_time < STALE_NS
                 and self._drawn_size() == (width, height)):
-            self._draw(width, height, now)
+            self._draw(frame, width, height, now)
         else:
-            obs.obs_source_skip_video_filter(self.source)
+            self.gpu.draw_input(width, height)
 
-    def _start_worker(self) -> FilterWorker | None:
+    def _start_worker(self, parent: int) -> FilterWorker | None:
         """The first frame starts the worker, unless the script is unloaded (then nothing may outlive it)."""
         with _lock:
             if _suspended:
                 return None
             with self._lock:
-                self.worker = FilterWorker(self.label, self.settings)
+                self.worker = FilterWorker(self._label(parent), self.settings)
                 return self.worker
 
     def suspend(self) -> FilterWorker | None:
@@ -189,20 +204,22 @@ class AiBackground:
     def _drawn_size(self) -> tuple[int, int] | None:
         return self.live.texture_size if self._layers else self.gpu.texture_size
 
-    def _draw(self, width: int, height: int, now: int) -> None:
+    def _draw(self, frame: int, width: int, height: int, now: int) -> None:
         if not self._layers:
             self.gpu.draw(width, height)
-        elif self.live.draw(self.source, width, height, self._transparent) and now != self._drawn_at:
+        elif self.live.draw(frame, width, height, self._transparent) and now != self._drawn_at:
             self._drawn_at = now
             self.drawn_rate.tick(now / 1e9)
 
-    def _render_failed(self, error: Exception) -> None:
+    def _render_failed(self, error: Exception, size: tuple[int, int] | None = None) -> None:
+        """Log a drawing error once and pass this frame's input through, if it was rendered."""
         message = f"drawing failed: {type(error).__name__}: {error}"
         if message != self._render_error:
             self._render_error = message
             _log.error("%s: %s", self.label, message)
-        with contextlib.suppress(Exception):  # nothing else can be drawn
-            obs.obs_source_skip_video_filter(self.source)
+        if size is not None:
+            with contextlib.suppress(Exception):  # nothing else can be drawn
+                self.gpu.draw_input(*size)
 
     def _housekeeping(self, now: int) -> None:
         """Once per frame: refresh an open properties panel on status changes, and log stats when asked to."""

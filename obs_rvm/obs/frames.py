@@ -1,8 +1,11 @@
-"""Pixels between the GPU and the worker: capture the filter's target, read it back, draw keyed frames.
+"""Pixels between the GPU and the worker: render the filter's input, read it back, draw keyed frames.
 
 Every method runs with the graphics context entered (inside video_render, or between obs_enter_graphics and
-obs_leave_graphics). Read-back goes through rotating stage surfaces and maps the one staged in an earlier frame,
-as libobs does for its own outputs: mapping the surface just staged would stall until the GPU caught up.
+obs_leave_graphics). The input (the source and the filters before this one) is rendered once per video frame into
+the filter's own texture, which the read-back, the pass-through and the live mix all use: the filter never asks
+libobs to render its target again (libobs' own filter helpers re-read the filter's parent, which a removal on another
+thread clears). Read-back goes through rotating stage surfaces and maps the one staged in an earlier frame, as libobs
+does for its own outputs: mapping the surface just staged would stall until the GPU caught up.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ class DynamicTexture:
         self.size: tuple[int, int] | None = None
 
     def upload(self, rgba: np.ndarray) -> None:
-        """Replace the pixels (C-contiguous uint8 RGBA [H, W, 4])."""
+        """Replace the pixels (C-contiguous uint8 RGBA [H, W, 4]): libobs copies width * 4 * height bytes from it."""
+        if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4 or not rgba.flags.c_contiguous:
+            raise ValueError(f"a texture takes C-contiguous uint8 RGBA, not {rgba.dtype} {rgba.shape}")
         height, width = rgba.shape[:2]
         if self.size != (width, height):
             self.destroy()
@@ -39,11 +44,41 @@ class DynamicTexture:
         self.handle = self.size = None
 
 
+def draw_texture(texture: int, width: int, height: int, effect: int | None = None, technique: bytes = b"Draw",
+                 straight_alpha: bool = False) -> None:
+    """Draw a texture through an effect, as libobs draws a filter's texture (obs_source_process_filter_tech_end ->
+    render_filter_tex): in linear light, which libobs forces for a filter declaring OBS_SOURCE_SRGB, with the
+    caller's blend state for premultiplied textures. A straight-alpha texture blends its colour by its alpha."""
+    effect = effect or obs.obs_get_base_effect(obs.OBS_EFFECT_DEFAULT)
+    tech = obs.gs_effect_get_technique(effect, technique)
+    image = obs.gs_effect_get_param_by_name(effect, b"image")
+    linear = obs.gs_set_linear_srgb(True)
+    previous = obs.gs_framebuffer_srgb_enabled()
+    obs.gs_enable_framebuffer_srgb(True)
+    obs.gs_effect_set_texture_srgb(image, texture)
+    if straight_alpha:
+        obs.gs_blend_state_push()
+        obs.gs_blend_function_separate(obs.GS_BLEND_SRCALPHA, obs.GS_BLEND_INVSRCALPHA, obs.GS_BLEND_ONE,
+                                       obs.GS_BLEND_INVSRCALPHA)
+    passes = obs.gs_technique_begin(tech)
+    for i in range(passes):
+        if obs.gs_technique_begin_pass(tech, i):
+            obs.gs_draw_sprite(texture, 0, width, height)
+            obs.gs_technique_end_pass(tech)
+    obs.gs_technique_end(tech)
+    if straight_alpha:
+        obs.gs_blend_state_pop()
+    obs.gs_enable_framebuffer_srgb(previous)
+    obs.gs_set_linear_srgb(linear)
+
+
 class GpuFrames:
     """The graphics objects of one filter instance."""
 
     def __init__(self) -> None:
         self._texrender: int | None = None
+        self._input: tuple[int, int, int] | None = None
+        """(frame_time, width, height) of the frame in the input texture, None when it holds none."""
         self._stages: list[int | None] = [None] * STAGES
         self._staged: list[tuple[int, int, int] | None] = [None] * STAGES
         """Per stage surface: (width, height, frame_time) of the frame waiting in it, None once read."""
@@ -53,20 +88,22 @@ class GpuFrames:
         self._ptr = ctypes.POINTER(ctypes.c_uint8)()
         self._linesize = ctypes.c_uint32()
 
-    # -- capture ------------------------------------------------------------------------------------------------
+    # -- input --------------------------------------------------------------------------------------------------
 
-    def capture(self, filter_source: int, width: int, height: int, frame_time: int) -> None:
-        """Render what the filter receives (the source and the filters before this one) and stage it for reading."""
-        target = obs.obs_filter_get_target(filter_source)
-        parent = obs.obs_filter_get_parent(filter_source)
-        if not target or not parent:
-            return
+    def render_input(self, parent: int, target: int, width: int, height: int, frame_time: int) -> int | None:
+        """The filter's input in this video frame as a texture (premultiplied alpha), rendered at its first request.
+
+        As obs_source_process_filter_begin does: straight alpha in, premultiplied out, onto transparent black; a
+        plain source is drawn by the default effect, anything else renders itself. `parent` and `target` are held.
+        """
+        if self._input == (frame_time, width, height):
+            return obs.gs_texrender_get_texture(self._texrender)
+        self._input = None
         if self._texrender is None:
             self._texrender = obs.gs_texrender_create(obs.GS_RGBA, obs.GS_ZS_NONE)
         obs.gs_texrender_reset(self._texrender)
         if not obs.gs_texrender_begin(self._texrender, width, height):
-            return
-        # As obs_source_process_filter_begin does: straight alpha in, premultiplied out, onto transparent black.
+            return None
         obs.gs_blend_state_push()
         obs.gs_blend_function_separate(obs.GS_BLEND_SRCALPHA, obs.GS_BLEND_INVSRCALPHA, obs.GS_BLEND_ONE,
                                        obs.GS_BLEND_INVSRCALPHA)
@@ -79,7 +116,23 @@ class GpuFrames:
             obs.obs_source_video_render(target)
         obs.gs_blend_state_pop()
         obs.gs_texrender_end(self._texrender)
+        self._input = (frame_time, width, height)
+        return obs.gs_texrender_get_texture(self._texrender)
 
+    def draw_input(self, width: int, height: int) -> bool:
+        """Pass the video through: draw this frame's input unchanged. False if there is none."""
+        texture = obs.gs_texrender_get_texture(self._texrender) if self._input else None
+        if not texture:
+            return False
+        draw_texture(texture, width, height)
+        return True
+
+    # -- read-back ----------------------------------------------------------------------------------------------
+
+    def capture(self, width: int, height: int, frame_time: int) -> None:
+        """Stage this frame's input (render_input first) for reading in the next frame."""
+        if self._input != (frame_time, width, height):
+            return
         if self._stage_size != (width, height):
             self._destroy_stages()
             self._stages = [obs.gs_stagesurface_create(width, height, obs.GS_RGBA) for _ in range(STAGES)]
@@ -88,7 +141,6 @@ class GpuFrames:
         self._next = (index + 1) % STAGES
         obs.gs_stage_texture(self._stages[index], obs.gs_texrender_get_texture(self._texrender))
         self._staged[index] = (width, height, frame_time)
-
     def read_previous(self) -> tuple[np.ndarray, int] | None:
         """A copy of the frame staged by the previous capture (never one staged in this call), with its frame time.
 
@@ -122,32 +174,8 @@ class GpuFrames:
 
     def draw(self, width: int, height: int) -> None:
         """Draw the keyed texture over whatever is below, alpha included (transparent mode reaches the scene)."""
-        texture = self._texture.handle
-        if texture is None:
-            return
-        effect = obs.obs_get_base_effect(obs.OBS_EFFECT_DEFAULT)
-        image = obs.gs_effect_get_param_by_name(effect, b"image")
-        tech = obs.gs_effect_get_technique(effect, b"Draw")
-        # Like libobs' own filter drawing: linear blending when the caller renders in linear sRGB.
-        linear = obs.gs_get_linear_srgb()
-        previous = obs.gs_framebuffer_srgb_enabled()
-        obs.gs_enable_framebuffer_srgb(linear)
-        if linear:
-            obs.gs_effect_set_texture_srgb(image, texture)
-        else:
-            obs.gs_effect_set_texture(image, texture)
-        obs.gs_blend_state_push()
-        # The texture holds straight alpha: colour weighted by alpha, alpha accumulated as OBS expects.
-        obs.gs_blend_function_separate(obs.GS_BLEND_SRCALPHA, obs.GS_BLEND_INVSRCALPHA, obs.GS_BLEND_ONE,
-                                       obs.GS_BLEND_INVSRCALPHA)
-        passes = obs.gs_technique_begin(tech)
-        for i in range(passes):
-            if obs.gs_technique_begin_pass(tech, i):
-                obs.gs_draw_sprite(texture, 0, width, height)
-                obs.gs_technique_end_pass(tech)
-        obs.gs_technique_end(tech)
-        obs.gs_blend_state_pop()
-        obs.gs_enable_framebuffer_srgb(previous)
+        if self._texture.handle is not None:
+            draw_texture(self._texture.handle, width, height, straight_alpha=True)
 
     # -- teardown -----------------------------------------------------------------------------------------------
 
@@ -164,4 +192,5 @@ class GpuFrames:
         if self._texrender is not None:
             obs.gs_texrender_destroy(self._texrender)
             self._texrender = None
+        self._input = None
         self._texture.destroy()

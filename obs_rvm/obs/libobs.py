@@ -8,8 +8,10 @@ Pointers travel as plain ints (c_void_p); None is NULL.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
+from collections.abc import Iterator
 from ctypes import CFUNCTYPE, POINTER, c_bool, c_char_p, c_double, c_float, c_int, c_int64, c_size_t, c_uint8, c_uint32
 from ctypes import c_uint64 as c_u64
 from ctypes import c_void_p as P
@@ -30,7 +32,6 @@ GS_DYNAMIC = 1 << 1
 GS_CLEAR_COLOR = 1 << 0
 GS_BLEND_ZERO, GS_BLEND_ONE, GS_BLEND_SRCALPHA, GS_BLEND_INVSRCALPHA = 0, 1, 4, 5
 OBS_EFFECT_DEFAULT = 0
-OBS_NO_DIRECT_RENDERING = 0
 
 OBS_COMBO_TYPE_EDITABLE, OBS_COMBO_TYPE_LIST = 1, 2
 OBS_COMBO_FORMAT_INT, OBS_COMBO_FORMAT_STRING = 1, 3
@@ -136,7 +137,8 @@ obs_source_get_base_height = _fn("obs_source_get_base_height", c_uint32, P)
 obs_source_get_output_flags = _fn("obs_source_get_output_flags", c_uint32, P)
 obs_source_default_render = _fn("obs_source_default_render", None, P)
 obs_source_video_render = _fn("obs_source_video_render", None, P)
-obs_source_skip_video_filter = _fn("obs_source_skip_video_filter", None, P)
+obs_source_get_ref = _fn("obs_source_get_ref", P, P)  # NULL once the source is being destroyed
+obs_source_release = _fn("obs_source_release", None, P)
 obs_source_update_properties = _fn("obs_source_update_properties", None, P)
 
 # settings (obs_data_t)
@@ -194,9 +196,6 @@ gs_clear = _fn("gs_clear", None, c_uint32, POINTER(c_float * 4), c_float, c_uint
 gs_ortho = _fn("gs_ortho", None, c_float, c_float, c_float, c_float, c_float, c_float)
 gs_effect_create_from_file = _fn("gs_effect_create_from_file", P, c_char_p, POINTER(c_char_p))
 gs_effect_destroy = _fn("gs_effect_destroy", None, P)
-obs_source_process_filter_begin = _fn("obs_source_process_filter_begin", c_bool, P, c_int, c_int)
-obs_source_process_filter_tech_end = _fn("obs_source_process_filter_tech_end", None, P, P, c_uint32, c_uint32,
-                                         c_char_p)
 gs_effect_get_param_by_name = _fn("gs_effect_get_param_by_name", P, P, c_char_p)
 gs_effect_get_technique = _fn("gs_effect_get_technique", P, P, c_char_p)
 gs_effect_set_texture = _fn("gs_effect_set_texture", None, P, P)
@@ -209,6 +208,27 @@ gs_draw_sprite = _fn("gs_draw_sprite", None, P, c_uint32, c_uint32, c_uint32)
 gs_enable_framebuffer_srgb = _fn("gs_enable_framebuffer_srgb", None, c_bool)
 gs_framebuffer_srgb_enabled = _fn("gs_framebuffer_srgb_enabled", c_bool)
 gs_get_linear_srgb = _fn("gs_get_linear_srgb", c_bool)
+gs_set_linear_srgb = _fn("gs_set_linear_srgb", c_bool, c_bool)  # returns the previous value
+
+
+@contextlib.contextmanager
+def filter_sources(filter_source: int) -> Iterator[tuple[int, int] | None]:
+    """The filter's parent and target, read once and held by strong references while the caller draws; None while
+    the filter is not attached to a source.
+
+    obs_source_filter_remove clears a filter's parent and target on another thread while the graphics thread may be
+    drawing it, and libobs' own filter helpers (obs_source_skip_video_filter, obs_source_process_filter_begin) read
+    them again inside without holding them: a filter that hands libobs only its own pointer can crash OBS.
+    """
+    parent = obs_source_get_ref(obs_filter_get_parent(filter_source))
+    target = obs_source_get_ref(obs_filter_get_target(filter_source))
+    try:
+        yield (parent, target) if parent and target else None
+    finally:
+        # The target may be a filter removed meanwhile: ours can be its last reference (it is destroyed here, as
+        # libobs' own render loop does with a filter it holds). The parent is drawing us: its caller holds it.
+        obs_source_release(target)
+        obs_source_release(parent)
 
 
 def log(level: int, message: str) -> None:

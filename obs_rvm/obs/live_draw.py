@@ -1,8 +1,8 @@
 """Live video mode on OBS's GPU: the current frame of the filter's source over the newest matte.
 
 The worker's graph returns layers (RGB = background layer, A = alpha, see GraphSpec.layers) at the inference rate;
-every render, OBS's usual filter calls draw the source's current frame through live_composite.effect, which does
-the graph's final step, out = frame * alpha + background * (1 - alpha) (transparent: RGB = frame, A = alpha).
+every render, the filter's input in this frame (GpuFrames.render_input) is drawn through live_composite.effect,
+which does the graph's final step, out = frame * alpha + background * (1 - alpha) (transparent: RGB = frame, A = alpha).
 So the video keeps OBS's frame rate and its own latency whatever the inference rate; only the outline trails.
 Every method runs with the graphics context entered.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import libobs as obs
-from .frames import DynamicTexture
+from .frames import DynamicTexture, draw_texture
 
 EFFECT = Path(__file__).with_name("live_composite.effect")
 
@@ -45,19 +45,15 @@ class LiveDraw:
     def texture_size(self) -> tuple[int, int] | None:
         return self._texture.size
 
-    def draw(self, filter_source: int, width: int, height: int, transparent: bool) -> bool:
-        """Draw the current frame composited with the layers; False if OBS could not render the source now."""
+    def draw(self, frame: int, width: int, height: int, transparent: bool) -> bool:
+        """Draw this frame's input texture composited with the layers; False while there are no layers."""
         effect = self._load()
         if self._texture.handle is None:
             return False
-        if not obs.obs_source_process_filter_begin(filter_source, obs.GS_RGBA, obs.OBS_NO_DIRECT_RENDERING):
-            return False
-        # The layers are sampled as stored (sRGB-encoded, like the graph's numbers). libobs binds `image` itself in
-        # process_filter_end, decoded: for a filter declaring OBS_SOURCE_SRGB it switches to linear light there,
-        # whatever gs_get_linear_srgb() says out here (asking here gave mid-tones 12/255 off).
+        # The layers are sampled as stored (sRGB-encoded, like the graph's numbers); `image`, the frame, is bound
+        # decoded in linear light, as libobs draws a filter declaring OBS_SOURCE_SRGB.
         obs.gs_effect_set_texture(obs.gs_effect_get_param_by_name(effect, b"matte"), self._texture.handle)
-        obs.obs_source_process_filter_tech_end(filter_source, effect, width, height,
-                                               b"DrawTransparent" if transparent else b"Draw")
+        draw_texture(frame, width, height, effect, b"DrawTransparent" if transparent else b"Draw")
         return True
 
     def destroy(self) -> None:
