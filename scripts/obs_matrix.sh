@@ -23,7 +23,9 @@ CACHE="${OBS_RVM_ROOTS:-/var/cache/obs-rvm/roots}"
 MIRROR="${OBS_RVM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PACKAGES=(obs-studio xvfb xdotool ffmpeg python3-venv libgl1 libgl1-mesa-dri libglib2.0-0 procps)
 DEFAULT_TESTS=(tests/test_obs_filter.py tests/test_obs_script.py tests/test_obs_worker.py tests/test_installer.py
-               tests/test_install_parts.py tests/test_cli.py)
+               tests/test_install_parts.py tests/test_cli.py
+               tests/test_obs_live.py::test_still_picture_equals_the_pipelines_composite_in_every_mode
+               tests/test_obs_soak.py::test_removal_storm_never_crashes_obs)
 VENV=/opt/obs-rvm-venv  # inside the root
 
 say() { echo "obs_matrix: $*" >&2; }

@@ -42,7 +42,6 @@ from paths import ASTRONAUT, CLIPS, MODEL  # noqa: E402
 
 ACTIONS = {"background": 2.0, "ratio": 20.0, "resize": 30.0, "toggle": 45.0, "readd": 60.0}
 """Every churn action and how often it happens (seconds)."""
-SIZES = ((640, 480), (1280, 720))
 STORM = {"readd": 0.7, "background": 0.15, "recreate": 0.1, "resize": 0.05}
 """The removal storm's actions and their odds: mostly the filter removed and re-added back to back (the pattern
 that crashed OBS 29 within seconds), the source deleted and created again, backgrounds and sizes changed."""
@@ -67,7 +66,8 @@ class Sample:
 @dataclass
 class Soak:
     obs: Obs
-    clips: dict[tuple[int, int], Path]
+    clips: list[Path]
+    """The camera clip at each size."""
     picture: Path
     video: Path
     samples: list[Sample] = field(default_factory=list)
@@ -77,6 +77,10 @@ class Soak:
     present: bool = True
     enabled: bool = True
     step: int = 0
+
+    @property
+    def clip(self) -> Path:
+        return self.clips[self.size_index]
 
     # -- the actions ------------------------------------------------------------------------------------------------
 
@@ -101,8 +105,8 @@ class Soak:
         self._filter_settings({"downsample_ratio": RATIOS[self.counters.get("ratio", 0) % len(RATIOS)]})
 
     def resize(self) -> None:
-        self.size_index = (self.size_index + 1) % len(SIZES)
-        self.obs.client.set_input_settings("Camera", {"local_file": str(self.clips[SIZES[self.size_index]])}, True)
+        self.size_index = (self.size_index + 1) % len(self.clips)
+        self.obs.client.set_input_settings("Camera", {"local_file": str(self.clip)}, True)
 
     def toggle(self) -> None:
         if self.present:
@@ -148,7 +152,7 @@ class Soak:
         elif action == "recreate":
             c.remove_input("Camera")
             time.sleep(rng.uniform(0, gap))
-            camera = media_input("Camera", self.clips[SIZES[self.size_index]])
+            camera = media_input("Camera", self.clip)
             for attempt in range(50):  # OBS frees the name once the removed source's last reference is gone
                 try:
                     c.create_input("Scene", "Camera", camera.kind, camera.settings, True)
@@ -208,7 +212,7 @@ class Soak:
         self._filter_settings({"background": "blur", "blur": 50, "downsample_ratio": 0.0})
         if self.size_index:
             self.size_index = 0
-            c.set_input_settings("Camera", {"local_file": str(self.clips[SIZES[0]])}, True)
+            c.set_input_settings("Camera", {"local_file": str(self.clip)}, True)
         time.sleep(5)  # let the rebuild finish before measuring
 
     def _filter_settings(self, values: dict) -> None:
@@ -358,6 +362,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for soak.csv, soak.png and the OBS log")
     p.add_argument("--gdb", action="store_true", help="run OBS under gdb: backtraces of a crash")
     p.add_argument("--malloc-check", action="store_true", help="glibc heap checks (MALLOC_CHECK_=3)")
+    p.add_argument("--valgrind", action="store_true", help="run OBS under valgrind memcheck (very slow; use a "
+                   "small --canvas): every invalid read or write with its stack, in valgrind.txt")
+    p.add_argument("--canvas", default="640x480", help="canvas and the camera's first size, WxH; "
+                   "resizing switches to 2W x 1.5H (default 640x480: 1280x720)")
     return p
 
 
@@ -373,8 +381,12 @@ def run(args: argparse.Namespace, out: Path) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        clips = {size: make_clip(size, work) for size in SIZES}
+        width, height = (int(v) for v in args.canvas.split("x"))
+        sizes = ((width, height), (2 * width, 3 * height // 2))
+        clips = [make_clip(size, work) for size in sizes]
         env = {"OBS_RVM_STATS_INTERVAL": "2", "PYTHONFAULTHANDLER": "1"}
+        if args.valgrind:  # Python's own allocator hides blocks from memcheck
+            env["PYTHONMALLOC"] = "malloc"
         if args.malloc_check:  # glibc 2.34+ checks only with its debug library preloaded
             debug = next(Path("/usr/lib").glob("*/libc_malloc_debug.so.0"), None)
             env |= {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165", **({"LD_PRELOAD": str(debug)} if debug else {})}
@@ -383,12 +395,15 @@ def run(args: argparse.Namespace, out: Path) -> Report:
                 env[name] = os.environ[name]
         config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py",
                            site_packages=[Path(p) for p in __import__("site").getsitepackages()],
-                           inputs=[media_input("Camera", clips[SIZES[0]], [ai_filter("AI", background="blur")])],
-                           canvas=SIZES[0], env=env, gdb=args.gdb)
+                           inputs=[media_input("Camera", clips[0], [ai_filter("AI", background="blur")])],
+                           canvas=sizes[0], env=env, gdb=args.gdb,
+                           valgrind=out / "valgrind.txt" if args.valgrind else None,
+                           start_timeout=900.0 if args.valgrind else 90.0)
         obs = Obs(config, work / "obs")
         t0 = time.monotonic()
         with obs:
-            obs.wait_log(r"'AI' on 'Camera': (keying|.*(error|failed|could not|not found))", 180)
+            obs.wait_log(r"'AI' on 'Camera': (keying|.*(error|failed|could not|not found))",
+                         1800 if args.valgrind else 180)
             soak = Soak(obs, clips, ASTRONAUT, CLIPS / "thanks.mkv")
             seed = args.seed if args.seed is not None else random.randrange(1 << 30)
             soak.sync = args.sync

@@ -130,6 +130,10 @@ class ObsConfig:
     """Render the main window's preview (costs CPU under Xvfb's software OpenGL)."""
     gdb: bool = False
     """Run OBS under gdb, which prints every thread's backtrace into obs-stdout.txt if OBS crashes."""
+    valgrind: Path | None = None
+    """Run OBS under valgrind's memcheck, its report written to this file (every invalid read and write, with the
+    stack that made it). Slow: minutes to start."""
+    start_timeout: float = 90.0
     window_manager: bool = False
     """Run openbox on the display first: Qt dialogs (the filter's properties) only paint with a window manager."""
 
@@ -212,7 +216,7 @@ class Obs:
         env.update(self.config.env)
         return env
 
-    def start(self, timeout: float = 90.0) -> Obs:
+    def start(self, timeout: float | None = None) -> Obs:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "home").mkdir(exist_ok=True)
         self._write_config()
@@ -231,12 +235,15 @@ class Obs:
         gdb = ["gdb", "-q", "-batch", "-ex", "handle SIGINT nostop noprint pass", "-ex",
                "handle SIGPIPE nostop noprint", "-ex", "run", "-ex", "thread apply all bt", "-ex", "quit $_exitcode",
                "--args"] if self.config.gdb else []
+        if self.config.valgrind:
+            gdb = ["valgrind", "--tool=memcheck", "--error-limit=no", "--num-callers=40", "--track-origins=no",
+                   f"--log-file={self.config.valgrind}"]
         self._obs = subprocess.Popen([*gdb, "obs", "--multi", "--collection", COLLECTION, "--profile", PROFILE,
                                       "--scene", "Scene"], env=self._environment(display), stdout=out,
                                      stderr=subprocess.STDOUT, cwd=self.workdir)
         out.close()
         try:
-            self._connect(timeout)
+            self._connect(timeout or self.config.start_timeout)
         except BaseException:
             self.stop()
             raise
@@ -244,6 +251,7 @@ class Obs:
 
     def _connect(self, timeout: float) -> None:
         import obsws_python
+        from websocket import WebSocketTimeoutException
 
         logging.getLogger("obsws_python").setLevel(logging.CRITICAL)  # it logs every refused attempt with a traceback
         deadline = time.monotonic() + timeout
@@ -253,9 +261,9 @@ class Obs:
                                    + self.log_text()[-3000:])
             try:
                 self._client = obsws_python.ReqClient(host="127.0.0.1", port=self.port, password=self.password,
-                                                      timeout=30)
+                                                      timeout=300 if self.config.valgrind else 30)
                 break
-            except (ConnectionRefusedError, OSError):
+            except (ConnectionRefusedError, OSError, WebSocketTimeoutException):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"obs-websocket did not answer on port {self.port} in {timeout:.0f} s") from None
                 time.sleep(0.5)
@@ -289,11 +297,15 @@ class Obs:
 
     @property
     def crashed(self) -> bool:
-        """OBS died on its own: a signal, or gdb reporting one (the soak's crash counter)."""
+        """OBS died on its own: a signal, or gdb or valgrind reporting one (the soak's crash counter)."""
         if self._obs.poll() is None:
             return False
         out = (self.workdir / "obs-stdout.txt").read_text(errors="replace")
-        return self._obs.returncode < 0 or "received signal SIG" in out or "Fatal Python error" in out
+        if self.config.valgrind and self.config.valgrind.is_file():
+            out += self.config.valgrind.read_text(errors="replace")
+        # gdb, Python, valgrind
+        signs = ("received signal SIG", "Fatal Python error", "Process terminating with default action")
+        return self._obs.returncode < 0 or any(sign in out for sign in signs)
 
     @property
     def client(self):

@@ -127,6 +127,7 @@ obs_get_video_frame_time = _fn("obs_get_video_frame_time", c_u64)
 obs_enter_graphics = _fn("obs_enter_graphics", None)
 obs_leave_graphics = _fn("obs_leave_graphics", None)
 obs_get_base_effect = _fn("obs_get_base_effect", P, c_int)
+bfree = _fn("bfree", None, P)
 
 # sources
 obs_source_get_name = _fn("obs_source_get_name", c_char_p, P)
@@ -194,8 +195,7 @@ gs_blend_state_pop = _fn("gs_blend_state_pop", None)
 gs_blend_function_separate = _fn("gs_blend_function_separate", None, c_int, c_int, c_int, c_int)
 gs_clear = _fn("gs_clear", None, c_uint32, POINTER(c_float * 4), c_float, c_uint8)
 gs_ortho = _fn("gs_ortho", None, c_float, c_float, c_float, c_float, c_float, c_float)
-gs_effect_create_from_file = _fn("gs_effect_create_from_file", P, c_char_p, POINTER(c_char_p))
-gs_effect_destroy = _fn("gs_effect_destroy", None, P)
+gs_effect_create_from_file = _fn("gs_effect_create_from_file", P, c_char_p, POINTER(P))  # error: bmalloc'd
 gs_effect_get_param_by_name = _fn("gs_effect_get_param_by_name", P, P, c_char_p)
 gs_effect_get_technique = _fn("gs_effect_get_technique", P, P, c_char_p)
 gs_effect_set_texture = _fn("gs_effect_set_texture", None, P, P)

@@ -29,10 +29,11 @@ class LiveDraw:
 
     def _load(self) -> int:
         if self._effect is None:
-            error = ctypes.c_char_p()
+            error = ctypes.c_void_p()
             effect = obs.gs_effect_create_from_file(str(EFFECT).encode(), ctypes.byref(error))
             if not effect:
-                detail = obs.text(error.value) or "unknown error"  # libobs' string: a few bytes leak, once
+                detail = obs.text(ctypes.string_at(error.value)) if error.value else "file not found"
+                obs.bfree(error.value)
                 raise RuntimeError(f"cannot load {EFFECT.name}: {detail}")
             self._effect = effect
         return self._effect
@@ -57,7 +58,7 @@ class LiveDraw:
         return True
 
     def destroy(self) -> None:
+        """Free the layers texture. The effect stays: libobs caches a file's effect by path and hands the same one
+        to every filter (gs_effect_destroy ignores it); it frees it when the graphics subsystem shuts down."""
         self._texture.destroy()
-        if self._effect is not None:
-            obs.gs_effect_destroy(self._effect)
-            self._effect = None
+        self._effect = None
