@@ -1,10 +1,10 @@
 <#
 .SYNOPSIS
-    obs-rvm for OBS Studio on Windows: the README's manual steps, automated.
+    obs-rvm for OBS Studio on Windows: the manual steps of docs/install.md, automated.
 
 .DESCRIPTION
     UNTESTED: written against the documented behaviour of OBS, Python and pip on Windows, but never run by the
-    project (its CI is Linux-only). If anything here fails, follow the README's "Windows (manual)" steps, which
+    project (its CI is Linux-only). If anything here fails, follow the "Windows (manual)" steps in docs/install.md, which
     this script only automates:
       1. pick the Python version your OBS release loads (-PythonVersion, else from obs64.exe's version);
       2. create a virtual environment with it in %LOCALAPPDATA%\obs-rvm\obs-rvm\venv and pip install obs-rvm;

@@ -153,20 +153,29 @@ class Soak:
             c.remove_input("Camera")
             time.sleep(rng.uniform(0, gap))
             camera = media_input("Camera", self.clip)
-            for attempt in range(50):  # OBS frees the name once the removed source's last reference is gone
-                try:
-                    c.create_input("Scene", "Camera", camera.kind, camera.settings, True)
-                    break
-                except OBSSDKRequestError as e:
-                    if e.code != 601 or attempt == 49:
-                        raise
-                    time.sleep(0.02)
+            self.create_camera(camera)
             c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", self.storm_settings(rng))
             self.present = True
         elif action == "resize":
             self.resize()
         time.sleep(rng.uniform(0, 4 * gap))
         return action
+
+    def create_camera(self, camera, timeout: float = 20.0) -> None:
+        """Create the camera input again once OBS has freed its name: when the removed source's last reference is
+        gone (at once on OBS 29, later on 32.2, whose UI lets go of it on its own schedule). A source never freed,
+        a reference leaked, fails here."""
+        start = time.monotonic()
+        while True:
+            try:
+                self.obs.client.create_input("Scene", "Camera", camera.kind, camera.settings, True)
+                break
+            except OBSSDKRequestError as e:
+                if e.code != 601 or time.monotonic() - start > timeout:
+                    raise
+                time.sleep(0.05)
+        waited = int(1000 * (time.monotonic() - start))
+        self.counters["name freed after ms (max)"] = max(self.counters.get("name freed after ms (max)", 0), waited)
 
     def run_storm(self, seconds: float, gap: float, seed: int, t0: float, every: float) -> None:
         rng = random.Random(seed)

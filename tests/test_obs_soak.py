@@ -6,7 +6,7 @@ OBS once died of a corrupted heap moments after a source changed size while seve
 flight, and its memory grew by gigabytes over an evening of settings changes. The first test runs that pattern
 (size changes, ratio changes and remove/re-add, faster than rebuilds can finish); the second runs the real
 schedule for two minutes and bounds how much the RSS low points may climb once the caches are warm. The soak
-script runs the long versions and prints the numbers (README, Performance).
+script runs the long versions and prints the numbers (docs/performance.md).
 """
 
 from __future__ import annotations

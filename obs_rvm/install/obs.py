@@ -30,7 +30,7 @@ FLATPAK_DIFFERS = (
     f"(see `flatpak run --command=python3 {FLATPAK_ID} --version`), not the system one, reads its settings from "
     f"~/.var/app/{FLATPAK_ID}/config instead of ~/.config, and needs the Flatpak NVIDIA GL extension matching your "
     f"driver for the GPU. Install the native package instead (sudo apt-get install obs-studio, or the OBS Project "
-    f"PPA) and run this again, or follow the README's manual Flatpak steps (untested)"
+    f"PPA) and run this again, or follow the manual Flatpak steps in docs/install.md (untested)"
 )
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MODPROBE = 'sudo modprobe v4l2loopback video_nr=10 card_label="OBS Virtual Camera" exclusive_caps=1'
-"""The README's command. exclusive_caps=1: Chrome/WebRTC (Meet, Zoom in the browser) only list a loopback device
-that advertises capture alone. The label is the one OBS itself uses when it loads the module; /dev/video10 is where
-`obs-rvm camera` writes by default, so one device serves both."""
+"""The command in docs/install.md. exclusive_caps=1: Chrome/WebRTC (Meet, Zoom in the browser) only list a loopback
+device that advertises capture alone. The label is the one OBS itself uses when it loads the module; /dev/video10 is
+where `obs-rvm camera` writes by default, so one device serves both."""
 INSTALL_V4L2LOOPBACK = "sudo apt-get install v4l2loopback-dkms linux-headers-$(uname -r)"
 SYS_MODULE = Path("/sys/module/v4l2loopback")
 
