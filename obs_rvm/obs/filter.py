@@ -36,9 +36,10 @@ CAPTURE_AHEAD = 1.0
 back and handed over at the next one, so capturing earlier only makes frames that get replaced unread."""
 QUIET_NS = 1_000_000_000
 """Status changes refresh an open properties panel only after the settings have been left alone this long."""
-JOIN_S = 10.0
+JOIN_S = 30.0
 """How long script_unload waits for stopped workers to finish their frame (a model preparation in flight is
-cancelled, so opening an engine is the longest thing left)."""
+cancelled, so opening an engine is the longest thing left). 10 s was outlasted at OBS 30.2's exit in CI (a loaded
+2-core machine); waiting longer only delays an exit that has a worker still running."""
 
 _log = logging.getLogger("obs_rvm")
 
