@@ -113,13 +113,16 @@ class Soak:
             self.enabled = not self.enabled
             self.obs.client.set_source_filter_enabled("Camera", "AI", self.enabled)
 
-    def readd(self) -> None:
-        c = self.obs.client
+    def readd(self, settings: dict | None = None, pause: float = 0.5) -> None:
+        """Remove the filter (if present), wait `pause` seconds and add a new one with these settings (blur)."""
         if self.present:
-            c.remove_source_filter("Camera", "AI")
+            self.obs.client.remove_source_filter("Camera", "AI")
             self.present = False
-            time.sleep(0.5)
-        c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", {"background": "blur"})
+            time.sleep(pause)
+        self.add_filter(settings or {"background": "blur"})
+
+    def add_filter(self, settings: dict) -> None:
+        self.obs.client.create_source_filter("Camera", "AI", "obs_rvm_ai_background", settings)
         self.present, self.enabled = True, True
 
     # -- the removal storm ------------------------------------------------------------------------------------------
@@ -141,21 +144,14 @@ class Soak:
         c = self.obs.client
         action = rng.choices(list(STORM), list(STORM.values()))[0]
         if action == "readd":
-            if self.present:
-                c.remove_source_filter("Camera", "AI")
-                self.present = False
-            time.sleep(rng.uniform(0, gap))
-            c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", self.storm_settings(rng))
-            self.present = True
+            self.readd(self.storm_settings(rng), rng.uniform(0, gap))
         elif action == "background" and self.present:
             c.set_source_filter_settings("Camera", "AI", self.storm_settings(rng), True)
         elif action == "recreate":
             c.remove_input("Camera")
             time.sleep(rng.uniform(0, gap))
-            camera = media_input("Camera", self.clip)
-            self.create_camera(camera)
-            c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", self.storm_settings(rng))
-            self.present = True
+            self.create_camera(media_input("Camera", self.clip))
+            self.add_filter(self.storm_settings(rng))
         elif action == "resize":
             self.resize()
         time.sleep(rng.uniform(0, 4 * gap))
@@ -201,12 +197,8 @@ class Soak:
 
     def settle(self) -> None:
         """After the storm, the filter still keys: a fresh one on the camera reports keying (counted as "keyed")."""
-        c = self.obs.client
         mark = len(self.obs.log_text())
-        if self.present:
-            c.remove_source_filter("Camera", "AI")
-        c.create_source_filter("Camera", "AI", "obs_rvm_ai_background", {"background": "blur", "sync": self.sync})
-        self.present = True
+        self.readd({"background": "blur", "sync": self.sync}, pause=0.0)
         self.obs.wait_log(r"'AI' on 'Camera': keying", 120, after=mark)
         self.counters["keyed"] = 1
 

@@ -119,13 +119,11 @@ class GpuFrames:
         self._input = (frame_time, width, height)
         return obs.gs_texrender_get_texture(self._texrender)
 
-    def draw_input(self, width: int, height: int) -> bool:
-        """Pass the video through: draw this frame's input unchanged. False if there is none."""
+    def draw_input(self, width: int, height: int) -> None:
+        """Pass the video through: draw this frame's input unchanged (nothing while there is none)."""
         texture = obs.gs_texrender_get_texture(self._texrender) if self._input else None
-        if not texture:
-            return False
-        draw_texture(texture, width, height)
-        return True
+        if texture:
+            draw_texture(texture, width, height)
 
     # -- read-back ----------------------------------------------------------------------------------------------
 
@@ -141,6 +139,7 @@ class GpuFrames:
         self._next = (index + 1) % STAGES
         obs.gs_stage_texture(self._stages[index], obs.gs_texrender_get_texture(self._texrender))
         self._staged[index] = (width, height, frame_time)
+
     def read_previous(self) -> tuple[np.ndarray, int] | None:
         """A copy of the frame staged by the previous capture (never one staged in this call), with its frame time.
 

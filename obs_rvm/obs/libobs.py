@@ -207,7 +207,6 @@ gs_technique_end = _fn("gs_technique_end", None, P)
 gs_draw_sprite = _fn("gs_draw_sprite", None, P, c_uint32, c_uint32, c_uint32)
 gs_enable_framebuffer_srgb = _fn("gs_enable_framebuffer_srgb", None, c_bool)
 gs_framebuffer_srgb_enabled = _fn("gs_framebuffer_srgb_enabled", c_bool)
-gs_get_linear_srgb = _fn("gs_get_linear_srgb", c_bool)
 gs_set_linear_srgb = _fn("gs_set_linear_srgb", c_bool, c_bool)  # returns the previous value
 
 
