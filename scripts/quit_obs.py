@@ -7,6 +7,10 @@ quit, counted, with the AI Background filter, with OBS's own Color Correction fi
     .venv/bin/python scripts/quit_obs.py script 12     # our script loaded, no filter
     .venv/bin/python scripts/quit_obs.py bare-cc 12    # no script, OBS's Color Correction filter
 
+--quit picks how OBS is asked to quit: window (the main window's close button, as a user does), sigint (Ctrl-C), or
+sigint-thread (SIGINT delivered to libobs' graphics thread, where a process-directed SIGINT may also land: OBS before
+29.1 then closes its main window on that thread; see docs/troubleshooting.md).
+
 A crashed run's folder (gdb's backtrace of every thread in obs-stdout.txt) is printed and kept.
 """
 
@@ -41,6 +45,8 @@ def main() -> int:
     p.add_argument("setup", choices=SETUPS)
     p.add_argument("runs", type=int)
     p.add_argument("--switches", type=int, default=12, help="clip switches per session (640x480 <-> 1280x720)")
+    p.add_argument("--quit", choices=("window", "sigint", "sigint-thread"), default="window",
+                   help="how OBS is asked to quit (default: its main window's close button)")
     args = p.parse_args()
     with_script, filters = SETUPS[args.setup]
     work = Path(tempfile.mkdtemp(prefix="obs-rvm-quit-"))
@@ -52,17 +58,20 @@ def main() -> int:
                            inputs=[media_input("Camera", clips[0], filters)],
                            env={"OBS_RVM_MODEL": str(MODEL), "PYTHONFAULTHANDLER": "1"}, gdb=True)
         obs = Obs(config, work / f"run{run}")
-        with obs:
+        try:
+            obs.start()
             time.sleep(3)
             for k in range(args.switches):
                 obs.client.set_input_settings("Camera", {"local_file": str(clips[(k + 1) % 2])}, True)
                 time.sleep(0.7)
+        finally:
+            obs.stop(how=args.quit)
         out = (obs.workdir / "obs-stdout.txt").read_text(errors="replace")
         crashed = obs.returncode != 0 or "received signal SIG" in out
         crashes += crashed
         print(f"{args.setup} run {run}: exit {obs.returncode}" + (f", crashed: {obs.workdir}" if crashed else ""),
               flush=True)
-    print(f"{args.setup}: {crashes} of {args.runs} sessions crashed as OBS quit")
+    print(f"{args.setup}, quit by {args.quit}: {crashes} of {args.runs} sessions crashed as OBS quit")
     return 0
 
 

@@ -23,6 +23,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,23 @@ class ObsConfig:
     """Run openbox on the display first: Qt dialogs (the filter's properties) only paint with a window manager."""
 
 
+def _signal_thread(pid: int, signum: int) -> None:
+    """Deliver a signal to one of a process's threads other than its main one (tgkill): the graphics thread
+    where there is one, as a process-directed signal may land on any thread that does not block it."""
+    import ctypes
+
+    tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+    names = {t: Path(f"/proc/{pid}/task/{t}/comm").read_text().strip() for t in tasks}
+    tid = next((t for t, n in names.items() if n.startswith("libobs: graphic")), tasks[0])
+    sys_tgkill = 234  # x86_64
+    if ctypes.CDLL(None, use_errno=True).syscall(sys_tgkill, pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
+
+
+log = logging.getLogger("obs_harness")
+ASK_S = 3.0
+"""OBS logs "Shutting down" within 0.1 s of a close request it takes; some go unanswered (Qt drops a close while a
+modal window blocks the main one, e.g.): the request is repeated after this long."""
 COLLECTION = "Test"
 SCREEN = "1280x800"
 PROFILE = "Test"
@@ -187,7 +205,7 @@ class Obs:
         (root / "basic" / "scenes").mkdir(parents=True, exist_ok=True)
         (root / "basic" / "profiles" / PROFILE).mkdir(parents=True, exist_ok=True)
         (root / "global.ini").write_text(
-            "[General]\nFirstRun=true\nEnableAutoUpdates=false\n"
+            "[General]\nFirstRun=true\nEnableAutoUpdates=false\nConfirmOnExit=false\n"
             f"[Basic]\nProfile={PROFILE}\nProfileDir={PROFILE}\nSceneCollection={COLLECTION}\n"
             f"SceneCollectionFile={COLLECTION}\nConfigOnNewProfile=false\n"
             f"[BasicWindow]\nPreviewEnabled={'true' if self.config.preview else 'false'}\n"
@@ -209,7 +227,12 @@ class Obs:
         # Not this process's Python settings, nor the Qt plugin path that importing cv2 sets (OBS's Qt would load
         # OpenCV's plugins and abort).
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("OBS_RVM_SITE_PACKAGES", "PYTHON", "QT_QPA_"))}
+               if not k.startswith(("OBS_RVM_SITE_PACKAGES", "PYTHON", "QT_QPA_", "VIRTUAL_ENV"))}
+        # Nor an activated venv: OBS's embedded Python finds its prefix through the first python3 on PATH, and would
+        # import this venv's packages (the missing-dependencies test then finds them).
+        if sys.prefix != sys.base_prefix:
+            venv_bin = str(Path(sys.prefix) / "bin")
+            env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
         env.update(DISPLAY=display, HOME=str(self.workdir / "home"), XDG_CONFIG_HOME=str(self.config_home))
         if self.config.site_packages is not None:
             env["OBS_RVM_SITE_PACKAGES"] = os.pathsep.join(map(str, self.config.site_packages))
@@ -367,18 +390,73 @@ class Obs:
 
     # -- shutdown -----------------------------------------------------------------------------------------------
 
-    def stop(self, timeout: float = 60.0) -> int | None:
-        """SIGINT (OBS's clean shutdown), then SIGKILL if it hangs (returned as -9). Stops Xvfb too."""
+    def close_main_window(self) -> bool:
+        """Ask OBS to quit as a user does: the window manager's close request (WM_DELETE_WINDOW) to its main
+        window, handled in Qt's event loop on OBS's main thread. False if no main window was found.
+
+        Not SIGINT: OBS before 29.1 closes its main window inside the signal handler, on whichever thread the
+        signal lands (a libobs thread, often), freeing widgets under the main thread's feet (upstream commit
+        5182368, "Running Qt code in a signal handler is not safe"). A harness quitting so crashed OBS 29.0.2
+        in about 1 of 13 sessions, with OBS's own filters too.
+        """
+        from Xlib import X, protocol
+        from Xlib.display import Display
+        from Xlib.error import XError
+
+        display = Display(self.display)
+        try:
+            protocols, delete = display.intern_atom("WM_PROTOCOLS"), display.intern_atom("WM_DELETE_WINDOW")
+            pending = [display.screen().root]
+            while pending:
+                window = pending.pop()
+                try:
+                    pending.extend(window.query_tree().children)
+                    name = window.get_full_text_property(display.intern_atom("_NET_WM_NAME")) or \
+                        window.get_wm_name() or ""
+                    wm_class = window.get_wm_class() or ()
+                    if not (isinstance(name, str) and name.startswith("OBS ") and "obs" in wm_class and
+                            delete in (window.get_wm_protocols() or ())):
+                        continue
+                except XError:  # a window gone while we looked
+                    continue
+                event = protocol.event.ClientMessage(window=window, client_type=protocols,
+                                                     data=(32, [delete, X.CurrentTime, 0, 0, 0]))
+                window.send_event(event, event_mask=X.NoEventMask)
+                display.flush()
+                return True
+            return False
+        finally:
+            display.close()
+
+    def stop(self, timeout: float = 60.0, how: str = "window") -> int | None:
+        """Quit OBS, then SIGKILL if it hangs (returned as -9). Stops Xvfb too.
+
+        how: "window" (close the main window, as a user does; SIGINT where no window is found), "sigint" (OBS's
+        Ctrl-C handler), or "sigint-thread" (SIGINT delivered to one of libobs' threads rather than the main one:
+        scripts/quit_obs.py uses the last two to show what makes OBS 29.0.2 crash as it quits).
+        """
         if self._client is not None:
             with contextlib.suppress(Exception):  # OBS may already be gone
                 self._client.disconnect()
             self._client = None
         if self._obs is not None and self._obs.poll() is None:
-            with contextlib.suppress(Exception):
-                os.kill(self.pid, signal.SIGINT)
-            try:
-                self._obs.wait(timeout)
-            except subprocess.TimeoutExpired:
+            deadline = time.monotonic() + timeout
+            asked = 0
+            while self._obs.poll() is None and time.monotonic() < deadline:
+                if not asked or "==== Shutting down" not in self.log_text():  # unanswered: ask again
+                    try:
+                        if how == "sigint-thread":
+                            _signal_thread(self.pid, signal.SIGINT)
+                        elif how == "sigint" or not (self.close_main_window() or asked):
+                            os.kill(self.pid, signal.SIGINT)
+                    except Exception as e:  # OBS may be gone already, or a window closed while we looked
+                        log.warning("asking OBS to quit: %r", e)
+                    asked += 1
+                    if asked > 1:
+                        log.warning("OBS had not begun to quit %g s after it was asked (%s): asked again", ASK_S, how)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._obs.wait(min(ASK_S, max(0.1, deadline - time.monotonic())))
+            if self._obs.poll() is None:
                 self._obs.kill()
                 self._obs.wait()
         if self._obs is not None:
