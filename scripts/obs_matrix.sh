@@ -209,13 +209,15 @@ run_suite() {  # run_suite SUITE: sets RESULT to the summary line
   say "$suite ($versions): installing this checkout into $VENV"
   local pipenv=() var
   while IFS= read -r var; do pipenv+=("$var"); done < <(env | grep -E '^(PIP_|https?_proxy=|HTTPS?_PROXY=|no_proxy=)')
+  local testenv=()  # the tests' own knobs (OBS_RVM_SOAK_MINUTES, ...) pass through
+  while IFS= read -r var; do testenv+=("$var"); done < <(env | grep -E '^OBS_RVM_' | grep -vE '^OBS_RVM_(ROOTS|TEST_DATA|DEBIAN_MIRROR)=')
   local t1=$SECONDS
   { [ -x "$root$VENV/bin/python" ] || in_root "$root" python3 -m venv "$VENV"; } &&
     in_root "$root" "${pipenv[@]}" "$VENV/bin/python" -m pip install -q -e "$REPO[test]" ||
     { unmount_all; die "installing the project into the $suite root failed"; }
   local installed=$((SECONDS - t1)) t2=$SECONDS log="$root/tmp/obs-matrix-pytest.log"
   say "$suite ($versions): pytest ${PYTEST_ARGS[*]}"
-  in_root "$root" "${pipenv[@]}" OBS_RVM_TEST_DATA="$DATA" TMPDIR=/tmp SSL_CERT_FILE="$CA_BUNDLE" \
+  in_root "$root" "${pipenv[@]}" "${testenv[@]}" OBS_RVM_TEST_DATA="$DATA" TMPDIR=/tmp SSL_CERT_FILE="$CA_BUNDLE" \
     sh -c 'cd "$1" && shift && exec "$@"' sh "$REPO" "$VENV/bin/python" -m pytest -p no:cacheprovider \
     "${PYTEST_ARGS[@]}" 2>&1 | tee "$log" || rc=$?
   unmount_all
