@@ -91,8 +91,9 @@ def test_explicit_onnxruntime_never_plans_tensorrt():
 
 
 def test_unknown_backend_is_a_clear_error():
-    with pytest.raises(BackendError, match="unknown backend 'cuda': choose one of auto, tensorrt, onnxruntime"):
-        plan("cuda")
+    with pytest.raises(BackendError, match="unknown backend 'rocm': choose one of auto, tensorrt, tensorrt-rtx, cuda, "
+                                           "webgpu, openvino, cpu, onnxruntime"):
+        plan("rocm")
 
 
 @needs_no_tensorrt

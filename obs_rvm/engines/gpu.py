@@ -18,6 +18,9 @@ CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
 DRIVER_LIBRARY = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
 MIN_TENSORRT_CAPABILITY = (7, 5)
 """TensorRT 10.5 and later support Turing (7.5) and newer only: Volta (7.0) and Pascal (6.x) were dropped."""
+TENSORRT_RTX_CAPABILITIES = ((8, 6), (8, 9))
+"""ONNX Runtime's TensorRT-RTX provider (wheel 0.5.0) runs on these and on 12.0 and newer (RTX 30, RTX 40, RTX 50):
+its library refuses every other GPU, data-centre Ampere and Hopper (8.0, 9.0) and Turing (7.5) included."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class GpuInfo:
         or better (CUDA programming guide, throughput table); the older full-rate ones (5.3, 6.0, 6.2, 7.0) are not
         TensorRT's any more, and 6.1 runs FP16 at 1/64 rate."""
         return self.tensorrt_supported
+
+    @property
+    def tensorrt_rtx_supported(self) -> bool:
+        return self.compute_capability in TENSORRT_RTX_CAPABILITIES or self.compute_capability >= (12, 0)
 
     def describe(self) -> str:
         major, minor = self.compute_capability

@@ -8,7 +8,7 @@ from pathlib import Path
 
 FOLDER = Path(__file__).with_name("locale")
 DEFAULT = "en-US"
-_LINE = re.compile(r'^\s*([A-Za-z0-9_.]+)\s*=\s*"(.*)"\s*$')
+_LINE = re.compile(r'^\s*([A-Za-z0-9_.-]+)\s*=\s*"(.*)"\s*$')
 
 
 def read_ini(path: Path) -> dict[str, str]:
