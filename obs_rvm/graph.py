@@ -63,7 +63,8 @@ class GraphSpec:
     downsample_ratio: float
     variant: Variant
     fp16: bool = False
-    """RVM's recurrent core in float16 (see fp16.py): what TensorRT's FP16 path builds. onnxruntime runs float32."""
+    """RVM's recurrent core in float16 (see fp16.py): what TensorRT's and TensorRT-RTX's FP16 paths run. The other
+    onnxruntime providers run float32."""
     matte_grow: int = 0
     """Grow (> 0) or shrink (< 0) the matte by this many pixels of the frame (a square max/min filter)."""
     feather: int = 0
@@ -72,6 +73,9 @@ class GraphSpec:
     """Output the layers instead of the composite: RGB = the background layer (colour, picture, video frame or the
     person-free blur; black for TRANSPARENT), A = the alpha. OBS's live mode composites them on its GPU with the
     current video frame, so the video runs at OBS's frame rate while the matte follows at the inference rate."""
+    pad_conv_channels: bool = False
+    """Zero-pad the input channels of Convs with kernels larger than 1x1 to a multiple of 4 (graph_build.py): the
+    same maths, which onnxruntime's WebGPU provider computes wrongly without it."""
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:

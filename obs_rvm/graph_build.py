@@ -86,7 +86,52 @@ def build(model: onnx.ModelProto, spec: GraphSpec) -> onnx.ModelProto:
     model = _simplify(model, {"src": [1, 3, hm, wm], **states})
     if spec.fp16:
         model = half_precision_core(model, STATE_OUTPUTS)
-    return _wrap(model, spec, hm, wm)
+    model = _wrap(model, spec, hm, wm)
+    if spec.pad_conv_channels:
+        model = pad_conv_channels(model)
+    return model
+
+
+def pad_conv_channels(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every Conv with a kernel larger than 1x1 (and one group) an input whose channel count is a multiple of 4.
+
+    Why: onnxruntime's WebGPU provider (0.4.0) computes such Convs wrongly when their input channel count is a
+    multiple of 3 but not of 4 (RVM's decoder Conv over 171 channels: alpha off by 56/255 on average), and runs the
+    padded ones faster. The input is zero-padded on the channel axis and the weights get as many zero input
+    channels, so every output is the same sum with zero terms added: the same maths on every provider.
+    """
+    graph = model.graph
+    weights = {init.name: init for init in graph.initializer}
+    b = _Builder(graph, "obs_rvm/conv_pad")  # its own names: the wrapper's builder has used "obs_rvm/..." ones
+    nodes: list[onnx.NodeProto] = []
+    replaced: set[str] = set()
+    for node in graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "Conv" else None
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if weight is None or group != 1 or len(weight.dims) != 4:
+            nodes.append(node)
+            continue
+        channels, kernel = weight.dims[1], weight.dims[2:]
+        extra = -channels % 4
+        if extra == 0 or kernel[0] * kernel[1] == 1:
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weight)
+        padded_w = np.concatenate([w, np.zeros((w.shape[0], extra, *w.shape[2:]), w.dtype)], axis=1)
+        x = b.op("Pad", [node.input[0], b.const(np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64))], hint="padded")
+        nodes.extend(b.nodes)
+        b.nodes = []
+        replaced.add(node.input[1])
+        node.input[0] = x
+        node.input[1] = b.const(padded_w, "padded_weight")
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name in replaced and i.name not in used]:
+        graph.initializer.remove(init)
+    onnx.checker.check_model(model)
+    return model
 
 
 def _upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -135,14 +180,15 @@ def _simplify(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.Mode
 class _Builder:
     """Appends nodes and constants to a graph under a private name prefix."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
+    def __init__(self, graph: onnx.GraphProto, prefix: str = "obs_rvm") -> None:
         self.graph = graph
+        self.prefix = prefix
         self.count = 0
         self.nodes: list[onnx.NodeProto] = []
 
     def name(self, hint: str) -> str:
         self.count += 1
-        return f"obs_rvm/{hint}_{self.count}"
+        return f"{self.prefix}/{hint}_{self.count}"
 
     def const(self, value: np.ndarray, hint: str = "const") -> str:
         name = self.name(hint)

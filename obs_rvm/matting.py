@@ -48,7 +48,8 @@ class SessionOptions:
     backend: str = "auto"
     threads: int | None = None
     fp16: bool = True
-    """TensorRT: run RVM's recurrent core in FP16 where the GPU has fast FP16 (onnxruntime always runs FP32)."""
+    """TensorRT and TensorRT-RTX: run RVM's recurrent core in FP16 where the GPU has fast FP16 (onnxruntime's other
+    providers run FP32)."""
     scene_cut: float = 40.0
     """Mean absolute change (0-255) of a tiny grey thumbnail above which the state is reset; 0 disables."""
     matte_grow: int = 0
@@ -162,7 +163,8 @@ class MattingSession:
             ratio = self.options.downsample_ratio or auto_downsample_ratio(height, width, candidate.gpu)
             layers = (not candidate.gpu) if self.options.layers is None else self.options.layers
             spec = GraphSpec(width, height, ratio, background.variant, fp16=candidate.fp16,
-                             matte_grow=self.options.matte_grow, feather=self.options.feather, layers=layers)
+                             matte_grow=self.options.matte_grow, feather=self.options.feather, layers=layers,
+                             pad_conv_channels=candidate.pad_conv_channels)
             self._on_status(f"preparing the model for {width}x{height}")
             graph = prepare(self.model, spec, self._cancel)
             try:

@@ -22,16 +22,23 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${OBS_RVM_ROOTS:-/var/cache/obs-rvm/roots}"
 MIRROR="${OBS_RVM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 PACKAGES=(obs-studio xvfb xdotool ffmpeg python3-venv libgl1 libgl1-mesa-dri libglib2.0-0 procps)
+# Debian testing's Mesa (26) runs WebGPU on its software Vulkan driver, lavapipe: tests/test_webgpu.py keys frames
+# with the WebGPU execution provider there (Debian 13's Mesa has no adapter the provider accepts).
+FORKY_PACKAGES=(mesa-vulkan-drivers libvulkan1)
 DEFAULT_TESTS=(tests/test_obs_filter.py tests/test_obs_script.py tests/test_obs_worker.py tests/test_installer.py
                tests/test_install_parts.py tests/test_cli.py
                tests/test_obs_live.py::test_still_picture_equals_the_pipelines_composite_in_every_mode
-               tests/test_obs_soak.py::test_removal_storm_never_crashes_obs)
+               tests/test_obs_soak.py::test_removal_storm_never_crashes_obs tests/test_webgpu.py)
 VENV=/opt/obs-rvm-venv  # inside the root
 
 say() { echo "obs_matrix: $*" >&2; }
 die() { say "error: $*"; exit "${2:-1}"; }
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+packages_of() {  # packages_of SUITE: the Debian packages its root gets (they key its cache)
+  if [ "$1" = forky ]; then echo "${PACKAGES[*]} ${FORKY_PACKAGES[*]}"; else echo "${PACKAGES[*]}"; fi
+}
 
 suite_of() {
   case "$1" in
@@ -115,7 +122,8 @@ in_root() {  # in_root ROOT COMMAND...: a clean environment inside the root
 }
 
 build_root() {  # build_root SUITE DIR
-  local suite="$1" dir="$2" script=""
+  local suite="$1" dir="$2" script="" packages
+  read -ra packages <<<"$(packages_of "$suite")"
   [ -f "/usr/share/debootstrap/scripts/$suite" ] || script=/usr/share/debootstrap/scripts/sid  # forky on Debian 12
   if ! command -v debootstrap >/dev/null; then
     say "installing debootstrap"
@@ -124,7 +132,7 @@ build_root() {  # build_root SUITE DIR
           debootstrap >/dev/null; } || die "cannot install debootstrap"
   fi
   remove_root "$dir"
-  say "building the $suite root in $dir (debootstrap, then ${PACKAGES[*]})"
+  say "building the $suite root in $dir (debootstrap, then ${packages[*]})"
   debootstrap --variant=minbase --include=ca-certificates "$suite" "$dir" "$MIRROR" $script >"$dir.log" 2>&1 ||
     { tail -5 "$dir.log" >&2; return 1; }
   # The testing suite's Release file can be past its Valid-Until date; apt would refuse it.
@@ -132,7 +140,7 @@ build_root() {  # build_root SUITE DIR
   echo 'APT::Install-Recommends "false";' >"$dir/etc/apt/apt.conf.d/99obs-rvm-no-recommends"
   bind /proc "$dir"; bind /sys "$dir"; bind /dev "$dir"; bind /dev/pts "$dir"
   local ok=0
-  { in_root "$dir" apt-get update -q && in_root "$dir" apt-get install -y -q "${PACKAGES[@]}" &&
+  { in_root "$dir" apt-get update -q && in_root "$dir" apt-get install -y -q "${packages[@]}" &&
       in_root "$dir" apt-get clean; } >>"$dir.log" 2>&1 || ok=1
   unmount_all
   [ $ok -eq 0 ] || { tail -5 "$dir.log" >&2; return 1; }
@@ -140,8 +148,9 @@ build_root() {  # build_root SUITE DIR
 
 # Called with the root's lock held: the cached root for SUITE, built if missing. Exit 3: archive unreachable.
 ensure_root() {
-  local suite="$1" key dir
-  key="$(printf '%s\n' "$suite" "$MIRROR" "${PACKAGES[@]}" | sha256sum | cut -c1-12)"
+  local suite="$1" key dir packages
+  read -ra packages <<<"$(packages_of "$suite")"
+  key="$(printf '%s\n' "$suite" "$MIRROR" "${packages[@]}" | sha256sum | cut -c1-12)"
   dir="$CACHE/$suite-$key"
   if [ $REBUILD -eq 1 ] || [ ! -f "$dir/.obs-rvm-complete" ]; then
     archive_reachable "$suite" || return 3
@@ -213,7 +222,7 @@ run_suite() {  # run_suite SUITE: sets RESULT to the summary line
   while IFS= read -r var; do testenv+=("$var"); done < <(env | grep -E '^OBS_RVM_' | grep -vE '^OBS_RVM_(ROOTS|TEST_DATA|DEBIAN_MIRROR)=')
   local t1=$SECONDS
   { [ -x "$root$VENV/bin/python" ] || in_root "$root" python3 -m venv "$VENV"; } &&
-    in_root "$root" "${pipenv[@]}" "$VENV/bin/python" -m pip install -q -e "$REPO[test]" ||
+    in_root "$root" "${pipenv[@]}" "$VENV/bin/python" -m pip install -q -e "$REPO[test,webgpu]" ||
     { unmount_all; die "installing the project into the $suite root failed"; }
   local installed=$((SECONDS - t1)) t2=$SECONDS log="$root/tmp/obs-matrix-pytest.log"
   say "$suite ($versions): pytest ${PYTEST_ARGS[*]}"

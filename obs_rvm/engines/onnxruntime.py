@@ -46,6 +46,13 @@ def provider_options(provider: str, graph: PreparedGraph, device: EpDevice) -> d
     return {}
 
 
+def _reason(error: Exception) -> str:
+    """onnxruntime's message without the source location of its check: "... cc:136 <function> <condition> was
+    false. Failed to get a WebGPU adapter: No supported adapters" says the last sentence to a user."""
+    text = " ".join(str(error).split())
+    return text.split(" was false. ", 1)[-1]
+
+
 def _folder(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -77,7 +84,8 @@ class OnnxRuntimeEngine(Engine):
                 options.add_provider_for_devices([device.handle], provider_options(provider, graph, device))
                 self.session = ort.InferenceSession(str(graph.path), options)
             except Exception as e:  # onnxruntime's own exception types: a provider that cannot compile or start
-                raise BackendError(f"the {plugin.title} provider could not open the prepared graph: {e}") from e
+                raise BackendError(f"the {plugin.title} provider could not open the prepared graph: "
+                                   f"{_reason(e)}") from e
             if plugin.ep_name not in self.session.get_providers():
                 raise BackendError(f"the {plugin.title} provider did not start (onnxruntime runs "
                                    f"{', '.join(self.session.get_providers())})")
