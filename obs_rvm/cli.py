@@ -81,9 +81,11 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_mode: str = "b
     g.add_argument("--downsample", type=parse_ratio, default=None, metavar="R",
                    help="RVM downsample ratio in (0, 1], or auto (default: from the resolution)")
     g.add_argument("--backend", choices=BACKENDS, default="auto",
-                   help="auto: TensorRT if possible, else onnxruntime (CUDA, then CPU); tensorrt: GPU or an error")
+                   help="auto (default): the best that runs here (TensorRT, TensorRT-RTX, CUDA, WebGPU or "
+                        "OpenVINO, then the CPU); any other: that one, or an error saying what to install; "
+                        "onnxruntime: CUDA, else the CPU")
     g.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for onnxruntime")
-    g.add_argument("--fp32", dest="fp16", action="store_false", help="TensorRT: build in FP32 instead of FP16")
+    g.add_argument("--fp32", dest="fp16", action="store_false", help="TensorRT, TensorRT-RTX: run FP32 instead of FP16")
     g.add_argument("--matte-grow", type=parse_pixels(-MAX_GROW, MAX_GROW, "--matte-grow"), default=0, metavar="N",
                    help="grow (N > 0) or shrink (N < 0) the person's matte by N pixels, -10..10 (default 0)")
     g.add_argument("--feather", type=parse_pixels(0, MAX_FEATHER, "--feather"), default=0, metavar="N",
@@ -213,8 +215,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .engines import plan
 
     options = session_options(args)
+    if options.backend != "auto":
+        plan(options.backend, options.fp16)  # fail before printing anything if the backend asked for cannot run here
     if options.backend == "tensorrt":
-        plan(options.backend, options.fp16)  # fail before printing anything if TensorRT cannot run here
         args.sizes = args.sizes or [(1280, 720), (1920, 1080)]
         print(f"obs-rvm bench: TensorRT, background {options.background.mode}, {args.frames} frames per size, "
               f"median GPU time per stage (CUDA events); targets at 1920x1080 on an RTX 2060 Super class GPU: "

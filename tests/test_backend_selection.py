@@ -152,3 +152,27 @@ def test_gpu_candidates_get_rvms_512_px_guidance():
     assert auto_downsample_ratio(720, 1280, gpu=True) == 0.375
     assert auto_downsample_ratio(2160, 3840, gpu=True) == 0.125
     assert auto_downsample_ratio(1080, 1920, gpu=False) == 0.125
+
+
+def _cannot_run(backend: str) -> bool:
+    try:
+        plan(backend)
+    except BackendError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("backend", ["tensorrt-rtx", "cuda", "webgpu", "openvino"])
+def test_cli_request_for_a_provider_that_cannot_run_fails_with_one_line(tmp_path, backend):
+    """Here (no GPU, and plugin wheels missing or without a device) each is an error naming what to do, before any
+    output, as for TensorRT."""
+    if not _cannot_run(backend):
+        pytest.skip(f"the {backend} backend can run here")
+    out = tmp_path / "keyed.png"
+    for command in (["process", str(ASTRONAUT), "-o", str(out)], ["bench", "--frames", "2"]):
+        result = subprocess.run([sys.executable, "-m", "obs_rvm.cli", *command, "--backend", backend],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"obs-rvm: error: the {backend} backend cannot run here: ")
+        assert "Choose backend auto" in result.stderr and result.stderr.count("\n") == 1 and result.stdout == ""
+    assert not out.exists()
