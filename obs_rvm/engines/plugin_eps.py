@@ -59,7 +59,7 @@ class EpDevice:
     kind: str
     """The hardware behind it: "GPU", "CPU" or "NPU" (WebGPU's software adapter is attached to the CPU)."""
     vendor: str = ""
-    metadata: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
     """The provider's and the hardware's metadata together (OpenVINO's "ov_device", the provider's "version")."""
     handle: object = field(default=None, compare=False, repr=False)
     """onnxruntime's OrtEpDevice (None for a described device that no onnxruntime has seen)."""
