@@ -15,42 +15,18 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from obs_rvm.install import cuda
+from obs_rvm.install import cuda, hardware, pyenv
 from obs_rvm.install.installer import Installer, build_parser
 from obs_rvm.install.system import nvidia_gpu
 
 from cuda_standin import make_libcuda
+from install_helpers import fake_drm, fake_nvidia_smi
 
 SRC = Path(__file__).resolve().parent.parent
-SMI_HEADER = """\
-+-----------------------------------------------------------------------------------------+
-| NVIDIA-SMI {driver}             Driver Version: {driver}     CUDA Version: {cuda}     |
-+-----------------------------------------+------------------------+----------------------+
-"""
-
-
-def fake_nvidia_smi(folder: Path, name: str, driver: str, cuda_version: str, capability: str | None) -> Path:
-    """An nvidia-smi answering the installer's three questions as that driver's would (no compute_cap field on
-    drivers before 510: the query fails)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    unknown = 'echo "Field \\"compute_cap\\" is not a valid field to query."; exit 2'
-    cap = f'echo "{capability}"' if capability else unknown
-    script = folder / "nvidia-smi"
-    script.write_text(f"""#!/bin/sh
-case "$1" in
-  --query-gpu=name,driver_version) echo "{name}, {driver}" ;;
-  --query-gpu=compute_cap) {cap} ;;
-  "") cat <<'EOF'
-{SMI_HEADER.format(driver=driver, cuda=cuda_version)}EOF
-  ;;
-  *) echo "unknown option $1"; exit 2 ;;
-esac
-""")
-    script.chmod(0o755)
-    return folder
 
 
 # -- which packages for which driver ------------------------------------------------------------------------------
@@ -90,29 +66,157 @@ def home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "home"
 
 
-@pytest.mark.parametrize(("smi", "line"), [
-    (("NVIDIA GeForce RTX 3060", "550.120", "12.4", "8.6"),
-     "NVIDIA GeForce RTX 3060, driver 550.120, CUDA 12.4: installing the GPU packages (TensorRT for CUDA 12, "
-     "pycuda)"),
+@pytest.fixture
+def bare_pc(tmp_path, monkeypatch) -> Path:
+    """A PC with nothing the GPU detection reads but what a test adds: no /sys/class/drm cards, no Vulkan, only the
+    fake programs in the returned folder on the PATH (they use shell builtins alone)."""
+    monkeypatch.setattr(hardware, "DRM", tmp_path / "sys" / "class" / "drm")
+    for folders in ("LOADER_DIRS", "ICD_DIRS", "OPENCL_DIRS", "PCI_IDS"):
+        monkeypatch.setattr(hardware, folders, ())
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    return tmp_path / "bin"
+
+
+class PipRecorder:
+    """Stands in for pip and the pycuda build in the installer's package step: records what would be installed."""
+
+    def __init__(self, monkeypatch, fails: bool = False) -> None:
+        self.installed: list[str] = []
+        self.fails = fails
+        monkeypatch.setattr(pyenv, "pip_install", self.pip_install)
+        monkeypatch.setattr(pyenv, "imports_ok", lambda python, check=pyenv.IMPORT_CHECK: (True, ""))
+        monkeypatch.setattr(cuda, "install_pycuda", self.install_pycuda)
+
+    def pip_install(self, venv: Path, target: str) -> tuple[bool, str]:
+        self.installed.append(target)
+        failed = self.fails and "[" in target
+        return (False, "ERROR: No matching distribution found") if failed else (True, "")
+
+    def install_pycuda(self, python, version, packages, say) -> tuple[bool, str]:
+        self.installed.append(f"pycuda for CUDA {packages.major}")
+        return True, ""
+
+
+def choose_packages(args: list[str], monkeypatch, capsys, fails: bool = False) -> tuple[Installer, list[str], str]:
+    """The installer's own detection and package step on the described PC: (the installer, what pip would install,
+    what it printed)."""
+    installer = Installer(build_parser().parse_args(args), SRC)
+    installer.obs = SimpleNamespace(python_version="3.11")
+    recorder = PipRecorder(monkeypatch, fails)
+    installer._detect()
+    installer._packages()
+    if installer.packages is None:  # TensorRT's engine pre-build runs the environment's obs-rvm: not here
+        installer._engines()
+    return installer, recorder.installed, capsys.readouterr().out
+
+
+RTX_FIX = ("update the NVIDIA driver to one for CUDA 12.9 or newer (575 or later) and run the installer again: "
+           "TensorRT-RTX is a smaller install that builds its engines in seconds")
+
+
+@pytest.mark.parametrize(("smi", "line", "installed", "fix"), [
+    (("NVIDIA GeForce RTX 3060", "575.64.03", "12.9", "8.6"),
+     "NVIDIA GeForce RTX 3060 (compute capability 8.6), driver 575.64.03, CUDA 12.9: installing the GPU packages "
+     "(onnxruntime-ep-nv-tensorrt-rtx-cu12): TensorRT-RTX, for RTX 30 and later", [f"{SRC}[tensorrt-rtx]"], ""),
     (("NVIDIA GeForce RTX 5080", "580.65.06", "13.0", "12.0"),
-     "NVIDIA GeForce RTX 5080, driver 580.65.06, CUDA 13.0: installing the GPU packages (TensorRT for CUDA 13, "
-     "pycuda)"),
+     "NVIDIA GeForce RTX 5080 (compute capability 12.0), driver 580.65.06, CUDA 13.0: installing the GPU packages "
+     "(onnxruntime-ep-nv-tensorrt-rtx-cu12): TensorRT-RTX, for RTX 30 and later", [f"{SRC}[tensorrt-rtx]"], ""),
+    (("NVIDIA GeForce RTX 3060", "550.120", "12.4", "8.6"),
+     "NVIDIA GeForce RTX 3060 (compute capability 8.6), driver 550.120, CUDA 12.4: installing the GPU packages "
+     "(TensorRT for CUDA 12, pycuda): the driver is too old for TensorRT-RTX",
+     ["pycuda for CUDA 12", f"{SRC}[gpu-cu12]"], RTX_FIX),
+    (("NVIDIA GeForce RTX 2060", "550.120", "12.4", "7.5"),
+     "NVIDIA GeForce RTX 2060 (compute capability 7.5), driver 550.120, CUDA 12.4: installing the GPU packages "
+     "(TensorRT for CUDA 12, pycuda): TensorRT-RTX runs on RTX 30 and later only",
+     ["pycuda for CUDA 12", f"{SRC}[gpu-cu12]"], ""),
+    (("NVIDIA A100-SXM4-80GB", "580.65.06", "13.0", "8.0"),
+     "NVIDIA A100-SXM4-80GB (compute capability 8.0), driver 580.65.06, CUDA 13.0: installing the GPU packages "
+     "(TensorRT for CUDA 13, pycuda): TensorRT-RTX runs on RTX 30 and later only",
+     ["pycuda for CUDA 13", f"{SRC}[gpu-cu13]"], ""),
     (("NVIDIA GeForce GTX 1080", "470.256.02", "11.4", None),
-     "NVIDIA GeForce GTX 1080, driver 470.256.02, CUDA 11.4: the NVIDIA driver (CUDA 11.4) is too old for TensorRT "
-     "10.5+ (it needs a driver for CUDA 12 or newer: version 525 or later): CPU-only install (onnxruntime)"),
+     "NVIDIA GeForce GTX 1080, driver 470.256.02, CUDA 11.4: installing the GPU packages (onnxruntime-ep-webgpu): "
+     "the NVIDIA driver (CUDA 11.4) is too old for TensorRT 10.5+ (it needs a driver for CUDA 12 or newer: version "
+     "525 or later): WebGPU over Vulkan instead", [f"{SRC}[webgpu]"],
+     "WebGPU needs the Vulkan loader: sudo apt-get install libvulkan1 (NVIDIA's driver has its own Vulkan driver)"),
     (("NVIDIA GeForce GTX 1080", "550.120", "12.4", "6.1"),
-     "NVIDIA GeForce GTX 1080, driver 550.120, CUDA 12.4: NVIDIA GeForce GTX 1080 (compute capability 6.1) is too "
-     "old for TensorRT 10.5+, which needs 7.5 or newer (GeForce 16/RTX 20 and later): CPU-only install "
-     "(onnxruntime)"),
+     "NVIDIA GeForce GTX 1080 (compute capability 6.1), driver 550.120, CUDA 12.4: installing the GPU packages "
+     "(onnxruntime-ep-webgpu): NVIDIA GeForce GTX 1080 (compute capability 6.1) is too old for TensorRT 10.5+, which "
+     "needs 7.5 or newer (GeForce 16/RTX 20 and later): WebGPU over Vulkan instead", [f"{SRC}[webgpu]"],
+     "WebGPU needs the Vulkan loader: sudo apt-get install libvulkan1 (NVIDIA's driver has its own Vulkan driver)"),
 ])
-def test_fake_nvidia_smi_drives_the_installers_gpu_decision(home, tmp_path, monkeypatch, smi, line):
-    monkeypatch.setenv("PATH", f"{fake_nvidia_smi(tmp_path / 'bin', *smi)}{os.pathsep}{os.environ['PATH']}")
+def test_fake_nvidia_smi_drives_the_installers_gpu_decision(home, bare_pc, monkeypatch, capsys, smi, line,
+                                                             installed, fix):
+    fake_nvidia_smi(bare_pc, *smi)
     gpu = nvidia_gpu()
     assert gpu is not None and gpu.usable and gpu.cuda == smi[2]
-    packages, why = cuda.for_gpu(gpu)
-    installer = Installer(build_parser().parse_args([]), SRC)
-    installer.packages = packages
-    assert installer._describe_gpu(gpu, why) == line
+    installer, pip, out = choose_packages([], monkeypatch, capsys)
+    assert installer._describe_gpu() == line
+    assert f"  GPU          {line}\n" in out
+    assert ([m.split("fix: ", 1)[1] for m in out.splitlines() if "fix: " in m] == [fix]) if fix else "fix:" not in out
+    assert pip == installed
+    assert installer.state["extra"] == installer.choice.extra != "cpu"
+    if "tensorrt-rtx" in line:
+        assert "  Engines      TensorRT-RTX builds each engine the first time it needs it (seconds)" in out
+
+
+@pytest.mark.parametrize(("gpus", "extra"), [(((0x1002, 0x73FF, "amdgpu"),), "webgpu"),
+                                            (((0x8086, 0x46A6, "i915"),), "openvino,webgpu")])
+def test_amd_and_intel_gpus_get_the_plugin_providers(home, bare_pc, monkeypatch, capsys, tmp_path, gpus, extra):
+    monkeypatch.setattr(hardware, "DRM", fake_drm(tmp_path / "sys", gpus))
+    installer, pip, out = choose_packages([], monkeypatch, capsys)
+    maker = "AMD" if extra == "webgpu" else "Intel"
+    title = "WebGPU" if extra == "webgpu" else "OpenVINO, WebGPU"
+    assert pip == [f"{SRC}[{extra}]"] and installer.state["extra"] == extra
+    assert f"  GPU          {maker} GPU [{gpus[0][0]:04x}:{gpus[0][1]:04x}] ({gpus[0][2]} kernel driver): installing " \
+           f"the GPU packages" in out
+    assert f"fix: WebGPU needs the Vulkan loader: {hardware.VULKAN_PACKAGES}" in out
+    assert f"  Engines      nothing to pre-build for {title}" in out
+    assert (f"fix: for OpenVINO on the Intel GPU: {hardware.INTEL_OPENCL}" in out) is (maker == "Intel")
+
+
+@pytest.mark.parametrize("flag", ["--cpu-only", "--cpu"])
+def test_cpu_only_opts_out_of_every_gpu_package(home, bare_pc, monkeypatch, capsys, flag):
+    fake_nvidia_smi(bare_pc, "NVIDIA GeForce RTX 3060", "575.64.03", "12.9", "8.6")
+    installer, pip, out = choose_packages([flag], monkeypatch, capsys)
+    assert installer._describe_gpu() == ("NVIDIA GeForce RTX 3060 (compute capability 8.6), driver 575.64.03, CUDA "
+                                         "12.9: CPU-only install (--cpu-only)")
+    assert pip == [str(SRC)] and installer.state["extra"] == "cpu" and "fix:" not in out
+    assert "  Engines      skipped: no GPU package" in out
+
+
+def test_no_gpu_is_a_cpu_install(home, bare_pc, monkeypatch, capsys):
+    installer, pip, _ = choose_packages([], monkeypatch, capsys)
+    assert installer._describe_gpu() == ("no GPU found: no NVIDIA driver (nvidia-smi not found), and no AMD or Intel "
+                                         "GPU: CPU-only install (onnxruntime)")
+    assert pip == [str(SRC)] and installer.state["extra"] == "cpu"
+
+
+def test_failed_plugin_wheel_falls_back_to_cpu_with_the_reason(home, bare_pc, monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(hardware, "DRM", fake_drm(tmp_path / "sys", ((0x1002, 0x73FF, "amdgpu"),)))
+    installer, pip, out = choose_packages([], monkeypatch, capsys, fails=True)
+    assert pip == [f"{SRC}[webgpu]", str(SRC)]
+    assert installer.warnings[0].startswith("the GPU packages (onnxruntime-ep-webgpu) could not be installed (ERROR: "
+                                            "No matching distribution found): installed CPU-only")
+    assert installer.state["extra"] == "cpu (the GPU packages failed)" and installer.state["stamp"] is None
+    assert "  Engines      skipped: no GPU package" in out
+
+
+@pytest.mark.skipif(shutil.which("obs") is None, reason="OBS Studio is not installed")
+def test_install_sh_says_its_gpu_choice_before_changing_anything(tmp_path):
+    """install.sh itself, with a fake nvidia-smi first on the PATH: the GPU line comes before anything changes (here
+    a usage error stops it right after)."""
+    fake_nvidia_smi(tmp_path / "bin", "NVIDIA GeForce RTX 4070", "580.65.06", "13.0", "8.9")
+    (tmp_path / "home").mkdir()
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), "LANG": "C.UTF-8"}
+    result = subprocess.run([str(SRC / "installer" / "install.sh"), "--collection", "x"], capture_output=True,
+                            text=True, env=env, timeout=120)
+    if "  Python " not in result.stdout:
+        pytest.skip(f"the installer stops before the GPU step here: {result.stderr.strip()}")
+    assert ("  GPU          NVIDIA GeForce RTX 4070 (compute capability 8.9), driver 580.65.06, CUDA 13.0: installing "
+            "the GPU packages (onnxruntime-ep-nv-tensorrt-rtx-cu12): TensorRT-RTX, for RTX 30 and later\n"
+            in result.stdout), result.stdout
+    assert result.returncode == 1 and "--collection only makes sense with --add-to-obs" in result.stderr
+    assert result.stderr.strip().endswith("Nothing was changed.") and list((tmp_path / "home").iterdir()) == []
 
 
 def test_the_exact_commands_of_the_gpu_step():

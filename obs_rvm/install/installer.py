@@ -19,7 +19,7 @@ from .. import __version__
 from ..environment import config_dir as rvm_config_dir
 from ..environment import environment_file
 from ..errors import ObsRvmError, SetupError
-from . import cuda, layout, obs, pyenv, scenes, system
+from . import cuda, hardware, layout, obs, pyenv, scenes, system
 from .transaction import Transaction, make_dir, read_state, write_state
 from .uninstall import uninstall
 
@@ -32,10 +32,14 @@ HELP = """\
 Sets up obs-rvm (the AI Background filter) for the OBS Studio installed on this machine:
   1. finds OBS (Debian/Ubuntu package, the OBS Project PPA, or --obs PATH) and the Python its scripting embeds;
   2. creates a virtual environment with that same Python version in ~/.local/share/obs-rvm/venv and installs
-     obs-rvm into it; when nvidia-smi finds a supported NVIDIA GPU, also TensorRT for the driver's CUDA (12 or
+     obs-rvm into it, with the GPU package that suits the GPU it finds (nvidia-smi, /sys/class/drm, Vulkan):
+     NVIDIA RTX 30 and later: TensorRT-RTX (ONNX Runtime's provider; a driver for CUDA 12.9+);
+     other NVIDIA GPUs from Turing on (GTX 16, RTX 20, T4, A100, H100): TensorRT for the driver's CUDA (12 or
      13) and pycuda, compiled here against NVIDIA's CUDA header wheels (no CUDA toolkit needed; g++ and
-     python3.X-dev are, installed when run as root); CPU-only otherwise;
-  3. downloads and verifies the default model (or uses --model), and with a GPU pre-builds the TensorRT engines
+     python3.X-dev are, installed when run as root);
+     AMD GPUs and older NVIDIA GPUs: WebGPU over Vulkan; Intel GPUs: OpenVINO and WebGPU;
+     no GPU (or --cpu-only): CPU-only. It says what is missing for the GPU (e.g. the Vulkan driver);
+  3. downloads and verifies the default model (or uses --model), and with TensorRT pre-builds its engines
      for 1280x720 and 1920x1080;
   4. writes ~/.config/obs-rvm/environment.json, which tells the OBS script where all this is, and links
      ~/.local/bin/obs-rvm;
@@ -57,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an official model name (see `obs-rvm models`) or an RVM .onnx file to use instead of "
                         "downloading the default (default: $OBS_RVM_MODEL, else the model set up before, else "
                         "the official default)")
-    p.add_argument("--cpu", action="store_true", help="install CPU-only even when an NVIDIA GPU is present")
+    p.add_argument("--cpu-only", "--cpu", dest="cpu", action="store_true",
+                   help="install CPU-only even when a GPU is present (no GPU package)")
     p.add_argument("--no-engine", action="store_true", help="do not pre-build TensorRT engines (built on first use)")
     p.add_argument("--add-to-obs", action="store_true",
                    help="add the script to OBS's current scene collection (OBS must be closed)")
@@ -93,10 +98,7 @@ class Installer:
             say("", f"(a Flatpak OBS is installed too: this sets up the one above; {obs.FLATPAK_DIFFERS})")
         self.python = pyenv.find_python(self.obs.python_version, args.python)
         say("Python", f"{self.python} (the version OBS embeds)")
-        gpu = system.nvidia_gpu()
-        self.packages, why = cuda.for_gpu(gpu) if gpu and gpu.usable else (None, "")
-        self.gpu = self.packages is not None and not args.cpu
-        say("GPU", self._describe_gpu(gpu, why))
+        self._detect()
         self.script = layout.script_path(self.venv, self.obs.python_version)
         self._preflight()
 
@@ -113,17 +115,22 @@ class Installer:
         self._summary()
         return 0
 
-    def _describe_gpu(self, gpu: system.NvidiaGpu | None, why: str) -> str:
-        if gpu is None:
-            return "no NVIDIA driver (nvidia-smi not found): CPU-only install (onnxruntime)"
-        if not gpu.usable:
-            return f"nvidia-smi failed ({gpu.error}): CPU-only install; fix the driver and run this again"
-        found = f"{', '.join(gpu.names)}, driver {gpu.driver}, CUDA {gpu.cuda or '?'}"
+    def _detect(self) -> None:
+        """The GPU package this PC gets (obs_rvm.install.hardware decides), said with what is missing for it."""
+        self.choice = hardware.decide(hardware.gather(self.obs.python_version))
+        self.packages = self.choice.tensorrt
+        self.gpu = self.choice.extra != "cpu" and not self.args.cpu
+        say("GPU", self._describe_gpu())
+        for fix in [] if self.args.cpu else self.choice.fixes:
+            say("", f"fix: {fix}")
+
+    def _describe_gpu(self) -> str:
+        choice = self.choice
         if self.args.cpu:
-            return f"{found}: CPU-only install (--cpu)"
-        if self.packages is None:
-            return f"{found}: {why}: CPU-only install (onnxruntime)"
-        return f"{found}: installing the GPU packages (TensorRT for CUDA {self.packages.major}, pycuda)"
+            return f"{choice.gpu}: CPU-only install (--cpu-only)"
+        if not self.gpu:
+            return f"{choice.gpu}: {choice.why}: CPU-only install (onnxruntime)"
+        return f"{choice.gpu}: installing the GPU packages ({choice.packages()}): {choice.why}"
 
     def _preflight(self) -> None:
         """What can fail without network or time is checked before anything changes."""
@@ -166,7 +173,7 @@ class Installer:
         say("Environment", f"{self.venv} (Python {version}): created")
 
     def _packages(self) -> None:
-        extra = self.packages.extra if self.gpu and self.packages else "cpu"
+        extra = self.choice.extra if self.gpu else "cpu"
         stamp = pyenv.source_stamp(self.src, extra)
         python = self.venv / "bin" / "python"
         if self.state.get("stamp") == stamp and pyenv.imports_ok(python)[0]:
@@ -180,12 +187,15 @@ class Installer:
             ok, reason = cuda.install_pycuda(python, self.obs.python_version, self.packages, say)
             if ok:
                 ok, reason = pyenv.pip_install(self.venv, cuda.tensorrt_target(self.src, self.packages))
+        elif self.gpu:
+            ok, reason = pyenv.pip_install(self.venv, pip_target(self.src, self.choice.extras))
         else:
             ok, reason = pyenv.pip_install(self.venv, str(self.src))
         installed = extra
         if not ok and self.gpu:
-            self.warnings.append(f"the NVIDIA GPU packages could not be installed ({reason}): installed "
-                                 f"CPU-only. Fix that and run this again; `obs-rvm doctor` shows what is missing")
+            what = "the NVIDIA GPU packages" if self.packages else f"the GPU packages ({self.choice.packages()})"
+            self.warnings.append(f"{what} could not be installed ({reason}): installed CPU-only. Fix that and run "
+                                 f"this again; `obs-rvm doctor` shows what is missing")
             say("Packages", "the GPU packages failed: installing CPU-only instead")
             self.gpu = False
             ok, reason = pyenv.pip_install(self.venv, str(self.src))
@@ -231,7 +241,14 @@ class Installer:
 
     def _engines(self) -> None:
         if not self.gpu:
-            say("Engines", "skipped: no NVIDIA GPU (the CPU runs onnxruntime, nothing to pre-build)")
+            say("Engines", "skipped: no GPU package (the CPU runs onnxruntime, nothing to pre-build)")
+            return
+        if self.packages is None:
+            if "tensorrt-rtx" in self.choice.extras:
+                say("Engines", "TensorRT-RTX builds each engine the first time it needs it (seconds) and keeps it in "
+                               f"{layout.cache_root() / 'tensorrt-rtx'}")
+            else:
+                say("Engines", f"nothing to pre-build for {self.choice.title()}")
             return
         if self.args.no_engine:
             say("Engines", "skipped (--no-engine): the filter builds each engine the first time it needs it")
@@ -318,7 +335,7 @@ class Installer:
 
     def _summary(self) -> None:
         print()
-        backend = "GPU (TensorRT)" if self.gpu else "CPU (onnxruntime)"
+        backend = f"GPU ({self.choice.title()})" if self.gpu else "CPU (onnxruntime)"
         print(f"Done: obs-rvm is set up for OBS Studio {self.obs.version} (Python {self.obs.python_version}, "
               f"{backend}).")
         for warning in self.warnings:
@@ -340,6 +357,11 @@ class Installer:
         on_path = link.is_symlink() and str(link.parent) in os.environ.get("PATH", "").split(os.pathsep)
         command = "obs-rvm" if on_path else str(self.venv / "bin" / "obs-rvm")
         print(f"Check the setup any time: {command} doctor. Remove it all: installer/install.sh --uninstall")
+
+
+def pip_target(src: Path, extras: tuple[str, ...]) -> str:
+    """What pip installs for the plugin providers: obs-rvm from the checkout with their extras (pyproject)."""
+    return f"{src}[{','.join(extras)}]" if extras else str(src)
 
 
 def main(argv: list[str] | None = None) -> int:
