@@ -15,16 +15,21 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .environment import environment_file, read_environment
 from .errors import ObsRvmError
-from .install import cuda, obs, scenes, system
+from .install import hardware, obs, scenes, system
 from .install.transaction import read_state
+
+if TYPE_CHECKING:  # the engines need numpy, which the doctor must not (it reports a broken environment)
+    from .engines import Probe
 
 OK, FAIL, WARN, NA = "ok", "FAIL", "warn", "--"
 MODULES = {"opencv-python": "cv2", "opencv-python-headless": "cv2", "pycuda": "pycuda.driver", "cuda-python": "cuda",
-           "tensorrt-cu12": "tensorrt", "tensorrt-cu13": "tensorrt"}
+           "tensorrt-cu12": "tensorrt", "tensorrt-cu13": "tensorrt",
+           "onnxruntime-ep-nv-tensorrt-rtx-cu12": "onnxruntime_ep_nv_tensorrt_rtx"}
 """Distribution name -> module to import, where they differ beyond '-' vs '_'."""
 
 
@@ -136,35 +141,39 @@ def check_packages() -> Iterator[Check]:
         yield Check(OK if ok else FAIL, dist, detail, "" if ok else installer_command())
 
 
-def check_gpu() -> Iterator[Check]:
+def check_gpu(facts: hardware.Facts | None = None, probe: Probe | None = None) -> Iterator[Check]:
+    """The GPU and its driver, the packages the installer gives it (obs_rvm.install.hardware), what each gap needs,
+    and what the filter will run on (the plan of `auto`). `facts` and `probe` describe another PC (tests)."""
     from .engines import plan
 
-    gpu = system.nvidia_gpu()
-    if gpu is None:
-        yield Check(NA, "GPU", "no NVIDIA driver (nvidia-smi not found): the filter runs on the CPU")
-    elif not gpu.usable:
-        yield Check(FAIL, "GPU", f"nvidia-smi is installed but fails: {gpu.error}",
-                    "reinstall or update the NVIDIA driver (e.g. sudo apt-get install nvidia-driver), then reboot")
+    if facts is None:
+        facts = hardware.gather(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    choice = hardware.decide(facts)
+    if facts.nvidia is not None and not facts.nvidia.usable:
+        yield Check(FAIL, "GPU", f"nvidia-smi is installed but fails: {facts.nvidia.error}", choice.gaps[0].fix)
+    elif not choice.vendor:
+        yield Check(WARN if choice.gaps else NA, "GPU", f"{choice.gpu}: {choice.why}: the filter runs on the CPU",
+                    choice.gaps[0].fix if choice.gaps else "")
+    elif choice.extra == "cpu":
+        yield Check(WARN, "GPU", f"{choice.gpu}: {choice.why}: the filter runs on the CPU")
     else:
-        packages, why = cuda.for_gpu(gpu)
-        found = f"{', '.join(gpu.names)}, driver {gpu.driver}, CUDA {gpu.cuda or '?'}"
-        if packages is None:
-            yield Check(WARN, "GPU", f"{found}: {why}: the filter runs on the CPU")
-        else:
-            yield Check(OK, "GPU", found)
-            for dist in requirements(packages.extra):
-                ok, detail = import_check(dist)
-                yield Check(OK if ok else FAIL, dist, detail,
-                            "" if ok else f"{installer_command()} (installs the GPU packages when nvidia-smi works)")
+        yield Check(OK, "GPU", f"{choice.gpu}: {choice.title()} suits it")
+        fix = f"{installer_command()} (installs {choice.packages()} for this GPU)"
+        trt = choice.tensorrt
+        for dist in [f"tensorrt-cu{trt.major}", "pycuda"] if trt else [hardware.WHEELS[e] for e in choice.extras]:
+            ok, detail = import_check(dist)
+            yield Check(OK if ok else FAIL, dist, detail, "" if ok else fix)
+    for gap in choice.gaps[1:] if not choice.vendor or choice.extra == "cpu" else choice.gaps:
+        yield Check(WARN, gap.topic, gap.problem, gap.fix)
     try:
-        candidates, skipped = plan("auto")
+        candidates, skipped = plan("auto", probe=probe)
     except ObsRvmError as e:
         yield Check(FAIL, "Backend", str(e))
         return
     why = f" (not used: {'; '.join(skipped)})" if skipped else ""
-    usable_gpu = gpu is not None and gpu.usable
-    yield Check(WARN if usable_gpu and not candidates[0].gpu else OK, "Backend",
-                f"the filter runs on {candidates[0].label()}{why}")
+    idle = bool(choice.vendor) and choice.extra != "cpu" and not candidates[0].gpu
+    fix = (choice.gaps[0].fix if choice.gaps else installer_command()) if idle else ""
+    yield Check(WARN if idle else OK, "Backend", f"the filter runs on {candidates[0].label()}{why}", fix)
 
 
 def check_model() -> Iterator[Check]:
@@ -200,13 +209,14 @@ def check_model() -> Iterator[Check]:
     yield Check(OK, "Model", f"the filter uses {model.name}: {model.path} ({how})")
 
 
-def check_caches(gpu: bool) -> Iterator[Check]:
+def check_caches(tensorrt: bool) -> Iterator[Check]:
+    """TensorRT's pre-built engines, where the GPU is one TensorRT runs on."""
     from .paths import cache_dir
 
     engines = [p for p in cache_dir("engines").glob("*") if p.is_file()] if cache_dir("engines").is_dir() else []
     size = sum(p.stat().st_size for p in engines) / 1e6
-    if not gpu:
-        yield Check(NA, "Engines", "TensorRT engines are only built with an NVIDIA GPU")
+    if not tensorrt:
+        yield Check(NA, "Engines", "TensorRT engines are only built for NVIDIA GPUs that TensorRT runs on")
     elif engines:
         yield Check(OK, "Engines", f"{len(engines)} cached TensorRT engine file(s), {size:.0f} MB, in "
                                    f"{cache_dir('engines')}")
@@ -227,9 +237,8 @@ def check_camera() -> Iterator[Check]:
 
 def run_checks() -> list[Check]:
     checks = [*check_obs(), *check_packages()]
-    gpu_checks = list(check_gpu())
-    checks += gpu_checks
-    checks += [*check_model(), *check_caches(any(c.topic == "GPU" and c.status == OK for c in gpu_checks)),
+    facts = hardware.gather(f"{sys.version_info[0]}.{sys.version_info[1]}")
+    checks += [*check_gpu(facts), *check_model(), *check_caches(hardware.decide(facts).tensorrt is not None),
                *check_camera()]
     return checks
 

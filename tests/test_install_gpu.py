@@ -110,8 +110,10 @@ def choose_packages(args: list[str], monkeypatch, capsys, fails: bool = False) -
     return installer, recorder.installed, capsys.readouterr().out
 
 
-RTX_FIX = ("update the NVIDIA driver to one for CUDA 12.9 or newer (575 or later) and run the installer again: "
-           "TensorRT-RTX is a smaller install that builds its engines in seconds")
+RTX_FIX = ("TensorRT-RTX (a smaller install that builds its engines in seconds) needs a driver for CUDA 12.9 or newer; "
+           "fix: update the NVIDIA driver to 575 or later, then run the installer again")
+VULKAN_FIX = ("WebGPU needs the Vulkan loader (libvulkan.so.1), which is not installed; fix: sudo apt-get install "
+              "libvulkan1 (NVIDIA's driver has its own Vulkan driver)")
 
 
 @pytest.mark.parametrize(("smi", "line", "installed", "fix"), [
@@ -137,12 +139,12 @@ RTX_FIX = ("update the NVIDIA driver to one for CUDA 12.9 or newer (575 or later
      "NVIDIA GeForce GTX 1080, driver 470.256.02, CUDA 11.4: installing the GPU packages (onnxruntime-ep-webgpu): "
      "the NVIDIA driver (CUDA 11.4) is too old for TensorRT 10.5+ (it needs a driver for CUDA 12 or newer: version "
      "525 or later): WebGPU over Vulkan instead", [f"{SRC}[webgpu]"],
-     "WebGPU needs the Vulkan loader: sudo apt-get install libvulkan1 (NVIDIA's driver has its own Vulkan driver)"),
+     VULKAN_FIX),
     (("NVIDIA GeForce GTX 1080", "550.120", "12.4", "6.1"),
      "NVIDIA GeForce GTX 1080 (compute capability 6.1), driver 550.120, CUDA 12.4: installing the GPU packages "
      "(onnxruntime-ep-webgpu): NVIDIA GeForce GTX 1080 (compute capability 6.1) is too old for TensorRT 10.5+, which "
      "needs 7.5 or newer (GeForce 16/RTX 20 and later): WebGPU over Vulkan instead", [f"{SRC}[webgpu]"],
-     "WebGPU needs the Vulkan loader: sudo apt-get install libvulkan1 (NVIDIA's driver has its own Vulkan driver)"),
+     VULKAN_FIX),
 ])
 def test_fake_nvidia_smi_drives_the_installers_gpu_decision(home, bare_pc, monkeypatch, capsys, smi, line,
                                                              installed, fix):
@@ -152,7 +154,7 @@ def test_fake_nvidia_smi_drives_the_installers_gpu_decision(home, bare_pc, monke
     installer, pip, out = choose_packages([], monkeypatch, capsys)
     assert installer._describe_gpu() == line
     assert f"  GPU          {line}\n" in out
-    assert ([m.split("fix: ", 1)[1] for m in out.splitlines() if "fix: " in m] == [fix]) if fix else "fix:" not in out
+    assert ([m.strip() for m in out.splitlines() if "fix: " in m] == [fix]) if fix else "fix:" not in out
     assert pip == installed
     assert installer.state["extra"] == installer.choice.extra != "cpu"
     if "tensorrt-rtx" in line:
@@ -169,9 +171,9 @@ def test_amd_and_intel_gpus_get_the_plugin_providers(home, bare_pc, monkeypatch,
     assert pip == [f"{SRC}[{extra}]"] and installer.state["extra"] == extra
     assert f"  GPU          {maker} GPU [{gpus[0][0]:04x}:{gpus[0][1]:04x}] ({gpus[0][2]} kernel driver): installing " \
            f"the GPU packages" in out
-    assert f"fix: WebGPU needs the Vulkan loader: {hardware.VULKAN_PACKAGES}" in out
+    assert f"(libvulkan.so.1), which is not installed; fix: {hardware.VULKAN_PACKAGES}\n" in out
     assert f"  Engines      nothing to pre-build for {title}" in out
-    assert (f"fix: for OpenVINO on the Intel GPU: {hardware.INTEL_OPENCL}" in out) is (maker == "Intel")
+    assert (f"OpenCL driver, which is not installed; fix: {hardware.INTEL_OPENCL}\n" in out) is (maker == "Intel")
 
 
 @pytest.mark.parametrize("flag", ["--cpu-only", "--cpu"])

@@ -110,6 +110,19 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Gap:
+    """Something missing for the GPU to be used (or used better), and the one command or step that fixes it."""
+
+    topic: str
+    """What it is about, for the doctor's line: "Driver", "Vulkan", "OpenCL"."""
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.problem}: {self.fix}"
+
+
+@dataclass(frozen=True)
 class Choice:
     """What the installer puts in the environment for this PC, and what is missing for it to run on the GPU."""
 
@@ -124,8 +137,8 @@ class Choice:
     TensorRT-RTX)."""
     extras: tuple[str, ...] = ()
     """pyproject extras with ONNX Runtime's plugin providers: tensorrt-rtx, webgpu, openvino."""
-    fixes: tuple[str, ...] = field(default_factory=tuple)
-    """One line each: what the user can install or update so the GPU is used (or used better)."""
+    gaps: tuple[Gap, ...] = field(default_factory=tuple)
+    """What the user can install or update so the GPU is used (or used better)."""
 
     @property
     def extra(self) -> str:
@@ -163,60 +176,61 @@ def decide(facts: Facts) -> Choice:
     """The packages for this PC: for an NVIDIA GPU nvidia-smi can talk to, TensorRT-RTX on the RTX cards its provider
     takes (with a driver for CUDA 12.9+), else the full TensorRT + pycuda path (Turing, A100, H100, older drivers),
     else WebGPU; for AMD and Intel GPUs, WebGPU over Vulkan, and OpenVINO too where Intel's GPU is the only one.
-    Each gap (no Vulkan driver, no NVIDIA driver, a driver too old for the better package) becomes a one-line fix."""
+    Each gap (no Vulkan driver, no NVIDIA driver, a driver too old for the better package) comes with its fix."""
     nvidia = facts.nvidia
     if nvidia is not None and nvidia.usable:
         return _nvidia(facts, nvidia)
-    fixes: list[str] = []
+    gaps: list[Gap] = []
     listed = [c for c in facts.cards if c.maker == NVIDIA]
     if nvidia is not None:  # nvidia-smi is installed but cannot talk to the driver
-        fixes.append("reinstall or update the NVIDIA driver (e.g. sudo apt-get install nvidia-driver), reboot, and run "
-                     "the installer again")
+        gaps.append(Gap("Driver", f"nvidia-smi fails: {nvidia.error}", "reinstall or update the NVIDIA driver (e.g. "
+                                  "sudo apt-get install nvidia-driver), reboot, and run the installer again"))
     elif listed:
-        fixes.append(f"{NVIDIA_DRIVER}, and run the installer again (TensorRT needs NVIDIA's driver; "
-                     f"{listed[0].driver or 'no driver'} is loaded)")
+        gaps.append(Gap("Driver", f"the NVIDIA GPU runs on {listed[0].driver or 'no driver'}, not NVIDIA's driver "
+                                  f"(which TensorRT needs)", f"{NVIDIA_DRIVER}, and run the installer again"))
     makers = _makers(facts)
     others = [m for m in (AMD, INTEL) if m in makers]
     if not others:
         if nvidia is not None:
-            return Choice("", "NVIDIA driver", f"nvidia-smi fails: {nvidia.error}", fixes=tuple(fixes))
+            return Choice("", "NVIDIA driver", f"nvidia-smi fails: {nvidia.error}", gaps=tuple(gaps))
         if listed:
-            return Choice("", listed[0].describe(), "no NVIDIA driver (nvidia-smi not found)", fixes=tuple(fixes))
+            return Choice("", listed[0].describe(), "no NVIDIA driver (nvidia-smi not found)", gaps=tuple(gaps))
         return Choice("", "no GPU found", "no NVIDIA driver (nvidia-smi not found), and no AMD or Intel GPU")
     vendor = others[0]
     if _old_python(facts):
         return Choice(vendor, _describe_other(facts, vendor), _old_python(facts),
-                      fixes=tuple(fixes))
+                      gaps=tuple(gaps))
     extras = ("openvino", "webgpu") if others == [INTEL] else ("webgpu",)
-    fixes += _vulkan_fixes(facts, vendor)
+    gaps += _vulkan_gaps(facts, vendor)
     if "openvino" in extras and not any("intel" in name.lower() for name in facts.opencl):
-        fixes.append(f"for OpenVINO on the Intel GPU: {INTEL_OPENCL}")
+        gaps.append(Gap("OpenCL", "OpenVINO reaches Intel GPUs through Intel's OpenCL driver, which is not installed",
+                        INTEL_OPENCL))
     why = "OpenVINO (Intel's own) and WebGPU over Vulkan" if "openvino" in extras else "WebGPU over Vulkan"
-    return Choice(vendor, _describe_other(facts, vendor), why, extras=extras, fixes=tuple(fixes))
+    return Choice(vendor, _describe_other(facts, vendor), why, extras=extras, gaps=tuple(gaps))
 
 
 def _nvidia(facts: Facts, gpu: NvidiaGpu) -> Choice:
     cc = gpu.compute_capability
     found = f"{', '.join(gpu.names)}{f' (compute capability {cc[0]}.{cc[1]})' if cc else ''}, driver {gpu.driver}, " \
             f"CUDA {gpu.cuda or '?'}"
-    fixes: list[str] = []
+    gaps: list[Gap] = []
     cuda = _version(gpu.cuda)
     if tensorrt_rtx_capable(cc) and not _old_python(facts):
         if cuda is not None and cuda >= TENSORRT_RTX_CUDA:
             return Choice(NVIDIA, found, "TensorRT-RTX, for RTX 30 and later", extras=("tensorrt-rtx",))
-        fixes.append(f"update the NVIDIA driver to one for CUDA {TENSORRT_RTX_CUDA[0]}.{TENSORRT_RTX_CUDA[1]} or "
-                     f"newer (575 or later) and run the installer again: TensorRT-RTX is a smaller install that "
-                     f"builds its engines in seconds")
+        gaps.append(Gap("Driver", f"TensorRT-RTX (a smaller install that builds its engines in seconds) needs a "
+                                  f"driver for CUDA {TENSORRT_RTX_CUDA[0]}.{TENSORRT_RTX_CUDA[1]} or newer",
+                        "update the NVIDIA driver to 575 or later, then run the installer again"))
     packages, why = for_gpu(gpu)
     if packages is not None:
         reason = ("TensorRT-RTX runs on RTX 30 and later only" if not tensorrt_rtx_capable(cc) else
                   _old_python(facts) or "the driver is too old for TensorRT-RTX")
-        return Choice(NVIDIA, found, reason, tensorrt=packages, fixes=tuple(fixes))
+        return Choice(NVIDIA, found, reason, tensorrt=packages, gaps=tuple(gaps))
     # Too old a GPU or driver for TensorRT: Vulkan (which NVIDIA's driver has) still gives WebGPU.
     if _old_python(facts):
         return Choice(NVIDIA, found, f"{why}; {_old_python(facts)}")
     return Choice(NVIDIA, found, f"{why}: WebGPU over Vulkan instead", extras=("webgpu",),
-                  fixes=tuple(fixes + _vulkan_fixes(facts, NVIDIA)))
+                  gaps=tuple(gaps + _vulkan_gaps(facts, NVIDIA)))
 
 
 def _old_python(facts: Facts) -> str:
@@ -235,18 +249,18 @@ def _makers(facts: Facts) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _vulkan_fixes(facts: Facts, vendor: str) -> list[str]:
+def _vulkan_gaps(facts: Facts, vendor: str) -> list[Gap]:
     """What WebGPU lacks on this GPU: the loader, or a Vulkan driver for it."""
     hint = "sudo apt-get install libvulkan1 (NVIDIA's driver has its own Vulkan driver)" if vendor == NVIDIA else \
         VULKAN_PACKAGES
     if not facts.vulkan_loader:
-        return [f"WebGPU needs the Vulkan loader: {hint}"]
+        return [Gap("Vulkan", "WebGPU needs the Vulkan loader (libvulkan.so.1), which is not installed", hint)]
     if facts.vulkan is not None:
         if any(d.gpu and VENDORS.get(d.vendor, vendor) == vendor for d in facts.vulkan):
             return []
-        return [f"Vulkan offers no {vendor} GPU here (vulkaninfo), so WebGPU cannot use it: {hint}"]
+        return [Gap("Vulkan", f"Vulkan offers no {vendor} GPU here (vulkaninfo), so WebGPU cannot use it", hint)]
     if not any(name.lower().startswith(ICD_PREFIXES[vendor]) for name in facts.icds):
-        return [f"no Vulkan driver for the {vendor} GPU is installed, so WebGPU cannot use it: {hint}"]
+        return [Gap("Vulkan", f"no Vulkan driver for the {vendor} GPU is installed, so WebGPU cannot use it", hint)]
     return []
 
 
@@ -353,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'Vulkan':<12} {device.name} ({device.type.removeprefix('PHYSICAL_DEVICE_TYPE_')}, {device.driver})")
     print(f"  {'GPU':<12} {choice.gpu}")
     print(f"  {'Install':<12} {choice.extra} ({choice.packages() or 'onnxruntime'}): {choice.why}")
-    for fix in choice.fixes:
-        print(f"  {'Fix':<12} {fix}")
+    for gap in choice.gaps:
+        print(f"  {'Fix':<12} {gap}")
     return 0
 
 

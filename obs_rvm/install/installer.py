@@ -121,8 +121,8 @@ class Installer:
         self.packages = self.choice.tensorrt
         self.gpu = self.choice.extra != "cpu" and not self.args.cpu
         say("GPU", self._describe_gpu())
-        for fix in [] if self.args.cpu else self.choice.fixes:
-            say("", f"fix: {fix}")
+        for gap in [] if self.args.cpu else self.choice.gaps:
+            say("", f"{gap.problem}; fix: {gap.fix}")
 
     def _describe_gpu(self) -> str:
         choice = self.choice
