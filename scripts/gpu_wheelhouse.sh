@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Run on a normal Linux machine with PyPI (no GPU needed). Collects into one folder (default ./gpu-wheelhouse, at most
-# 60 MiB) what scripts/gpu_check.sh needs on a GPU machine with no network and nothing of obs-rvm's installed:
+# 56 MiB: with the checkout, ~6 MiB, it fits one GPU lease call's 64 MiB) what scripts/gpu_check.sh needs on a GPU
+# machine with no network and nothing of obs-rvm's installed:
 #   wheels/  obs-rvm's own wheel; pycuda compiled here for each Python in $PYTHONS (default "3.12 3.11") against
 #            NVIDIA's CUDA 12.0 header wheels (runs on any driver for CUDA 12 or 13; no toolkit needed, see
-#            obs_rvm/install/cuda.py); its dependencies; onnxsim, platformdirs, tqdm and pytest for those Pythons.
+#            obs_rvm/install/cuda.py); its dependencies; onnxsim, platformdirs, tqdm and pytest for those Pythons;
+#            ONNX Runtime's WebGPU provider (onnxruntime-ep-webgpu, ~7 MB, one wheel for every Python 3.11+).
+#   debs/    the Vulkan loader (libvulkan1, amd64, ~120 kB: apt-get download), unpacked by gpu_check.sh where the GPU
+#            machine has none (WebGPU runs on Vulkan; NVIDIA's driver brings its own Vulkan driver).
 #   data/    the test model and the four test clips (the GPU tests key real frames).
-# Not TensorRT (its libraries come from pypi.nvidia.com and weigh gigabytes), and not numpy, onnx, onnxruntime or
-# OpenCV (tens of MiB each): gpu_check.sh uses the GPU machine's own and says so when one is missing.
+# Not TensorRT (its libraries come from pypi.nvidia.com and weigh gigabytes), not the TensorRT-RTX provider (170 MB:
+# gpu_check.sh says how it can be checked), and not numpy, onnx, onnxruntime or OpenCV (tens of MiB each):
+# gpu_check.sh uses the GPU machine's own and says so when one is missing.
 # Usage: bash scripts/gpu_wheelhouse.sh [FOLDER]     (pycuda builds take about 2 minutes each, once: they are cached)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(realpath -m "${1:-$ROOT/gpu-wheelhouse}")"
 PYTHONS="${PYTHONS:-3.12 3.11}"
-LIMIT_MIB=60
+LIMIT_MIB=56
 HEADERS_CUDA="12.0"   # the oldest CUDA 12 headers: what is built against them runs on every newer driver
 DATA="${OBS_RVM_TEST_DATA:-}"
 for candidate in "$DATA" "$ROOT/../shared" /work/shared; do
@@ -36,7 +41,7 @@ find_python() {  # a python3.X that has its C headers: the system's, else one on
 }
 
 rm -rf "$OUT"
-mkdir -p "$OUT/wheels" "$OUT/data/models" "$OUT/data/media/clips"
+mkdir -p "$OUT/wheels" "$OUT/debs" "$OUT/data/models" "$OUT/data/media/clips"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 pip_dl=(-m pip download -q --disable-pip-version-check --only-binary=:all: --no-deps --implementation cp
@@ -49,6 +54,16 @@ echo "gpu_wheelhouse: obs-rvm's wheel"
 echo "gpu_wheelhouse: pure-Python dependencies"
 "$HOST_PY" "${pip_dl[@]}" --python-version 3.12 pytools mako platformdirs typing-extensions tqdm rich markdown-it-py \
   mdurl pygments pytest pluggy iniconfig packaging
+
+echo "gpu_wheelhouse: ONNX Runtime's WebGPU provider and the Vulkan loader"
+"$HOST_PY" "${pip_dl[@]}" --python-version 3.12 "onnxruntime-ep-webgpu>=0.4"
+if command -v apt-get >/dev/null && (cd "$OUT/debs" && apt-get download -q -oAPT::Architecture=amd64 libvulkan1:amd64 \
+                                       >/dev/null 2>&1); then
+  ls "$OUT/debs"
+else
+  echo "gpu_wheelhouse: warning: could not fetch libvulkan1's .deb (apt-get download libvulkan1): gpu_check.sh's WebGPU" \
+       "check then needs a GPU machine with the Vulkan loader" >&2
+fi
 
 for v in $PYTHONS; do
   py="$(find_python "$v" || true)"
@@ -96,7 +111,7 @@ done
 
 size_mib=$(( $(du -sb "$OUT" | cut -f1) / 1048576 ))
 ls -1 "$OUT/wheels"
-echo "gpu_wheelhouse: $OUT: ${size_mib} MiB ($(ls "$OUT/wheels" | wc -l) wheels, test model and clips)"
+echo "gpu_wheelhouse: $OUT: ${size_mib} MiB ($(ls "$OUT/wheels" | wc -l) wheels, the Vulkan loader, test model and clips)"
 if [ "$size_mib" -gt "$LIMIT_MIB" ]; then
   echo "gpu_wheelhouse: error: over ${LIMIT_MIB} MiB: build for fewer Pythons (PYTHONS=3.12)" >&2
   exit 1

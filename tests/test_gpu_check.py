@@ -1,17 +1,26 @@
 """scripts/gpu_check.sh where there is no GPU (CI, this machine): every check skipped with the reason, exit code 0;
-and on a GPU machine without its wheelhouse: a failed set-up that says how to make one. Its real run needs a GPU."""
+and on a GPU machine without its wheelhouse: a failed set-up that says how to make one. Its real run needs a GPU.
+scripts/provider_check.py, its plugin-provider part, runs here against itself (the CPU provider) and refuses a
+provider that cannot run here with the reason and exit status 4."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from obs_rvm.engines.gpu import find_gpu
+from obs_rvm.engines.plugin_eps import SOFTWARE_ADAPTER_VARIABLE
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.sh"
-CHECKS = ("set-up", "CUDA binding on the GPU", "TensorRT engines vs onnxruntime", "bench 1280x720", "bench 1920x1080")
+CHECKS = ("set-up", "CUDA binding on the GPU", "WebGPU vs the CPU provider", "TensorRT-RTX",
+          "TensorRT engines vs onnxruntime", "bench 1280x720", "bench 1920x1080")
+PROVIDER_CHECK = SCRIPT.with_name("provider_check.py")
 
 
 def run(tmp_path: Path, path: str, *args: str) -> subprocess.CompletedProcess:
@@ -43,3 +52,33 @@ def test_a_gpu_without_the_wheelhouse_is_a_failed_set_up(tmp_path):
     assert checks["set-up"].startswith(f"failed: no wheelhouse at {tmp_path / 'no-wheelhouse'} (make one with "
                                        f"scripts/gpu_wheelhouse.sh")
     assert all(checks[c] == "skipped: set-up failed" for c in CHECKS[1:])
+
+
+def provider_check(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != SOFTWARE_ADAPTER_VARIABLE}
+    return subprocess.run([sys.executable, str(PROVIDER_CHECK), *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_provider_check_prints_the_numbers_and_its_verdict():
+    result = provider_check("cpu", "--sizes", "64x48", "--frames", "4", "--allow-cpu-device")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "provider_check: cpu plans onnxruntime (CPU) (FP32: max <= 1 level)"
+    assert re.fullmatch(r"provider_check: 64x48 ratio 1, 4 frames on onnxruntime on CPU .*: first frame \d+ ms, then "
+                        r"[\d.]+ ms a frame \(CPU provider [\d.]+ ms\); \|alpha - CPU\| mean 0\.000 max 0, \|rgb - "
+                        r"CPU\| mean 0\.000 max 0: matches", lines[1]), lines[1]
+    assert re.fullmatch(r"provider_check summary: onnxruntime on CPU .*: 64x48 [\d.]+ ms a frame \(CPU [\d.]+ ms, "
+                        r"alpha max 0 mean 0\.000 levels off\): matches the CPU provider", lines[2]), lines[2]
+
+
+def test_provider_check_refuses_what_cannot_run_here():
+    if find_gpu()[0] is not None:
+        pytest.skip("this machine has an NVIDIA GPU")
+    result = provider_check("tensorrt-rtx")
+    assert result.returncode == 4 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("provider_check: the tensorrt-rtx backend cannot run "
+                                                             "here: ")
+    result = provider_check("cpu", "--sizes", "64x48")
+    assert result.returncode == 4
+    assert result.stderr.strip() == "provider_check: cpu offers only onnxruntime (CPU) here, not a GPU"
