@@ -149,21 +149,24 @@ def check_gpu(facts: hardware.Facts | None = None, probe: Probe | None = None) -
     if facts is None:
         facts = hardware.gather(f"{sys.version_info[0]}.{sys.version_info[1]}")
     choice = hardware.decide(facts)
+    gaps = list(choice.gaps)
+    fix = f"{installer_command()} (installs {choice.packages()} for this GPU)"
+    missing = False
     if facts.nvidia is not None and not facts.nvidia.usable:
-        yield Check(FAIL, "GPU", f"nvidia-smi is installed but fails: {facts.nvidia.error}", choice.gaps[0].fix)
-    elif not choice.vendor:
-        yield Check(WARN if choice.gaps else NA, "GPU", f"{choice.gpu}: {choice.why}: the filter runs on the CPU",
-                    choice.gaps[0].fix if choice.gaps else "")
+        yield Check(FAIL, "GPU", f"nvidia-smi is installed but fails: {facts.nvidia.error}", gaps.pop(0).fix)
+    elif not choice.vendor:  # no GPU, or one without its driver (then the first gap says which)
+        yield Check(WARN if gaps else NA, "GPU", f"{choice.gpu}: {choice.why}: the filter runs on the CPU",
+                    gaps.pop(0).fix if gaps else "")
     elif choice.extra == "cpu":
         yield Check(WARN, "GPU", f"{choice.gpu}: {choice.why}: the filter runs on the CPU")
     else:
         yield Check(OK, "GPU", f"{choice.gpu}: {choice.title()} suits it")
-        fix = f"{installer_command()} (installs {choice.packages()} for this GPU)"
         trt = choice.tensorrt
         for dist in [f"tensorrt-cu{trt.major}", "pycuda"] if trt else [hardware.WHEELS[e] for e in choice.extras]:
             ok, detail = import_check(dist)
+            missing |= not ok
             yield Check(OK if ok else FAIL, dist, detail, "" if ok else fix)
-    for gap in choice.gaps[1:] if not choice.vendor or choice.extra == "cpu" else choice.gaps:
+    for gap in gaps:
         yield Check(WARN, gap.topic, gap.problem, gap.fix)
     try:
         candidates, skipped = plan("auto", probe=probe)
@@ -172,8 +175,10 @@ def check_gpu(facts: hardware.Facts | None = None, probe: Probe | None = None) -
         return
     why = f" (not used: {'; '.join(skipped)})" if skipped else ""
     idle = bool(choice.vendor) and choice.extra != "cpu" and not candidates[0].gpu
-    fix = (choice.gaps[0].fix if choice.gaps else installer_command()) if idle else ""
-    yield Check(WARN if idle else OK, "Backend", f"the filter runs on {candidates[0].label()}{why}", fix)
+    if idle:  # the first thing to fix: a missing wheel, else the first gap
+        fix = choice.gaps[0].fix if choice.gaps and not missing else fix
+    yield Check(WARN if idle else OK, "Backend", f"the filter runs on {candidates[0].label()}{why}",
+                fix if idle else "")
 
 
 def check_model() -> Iterator[Check]:

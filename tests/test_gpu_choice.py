@@ -389,6 +389,16 @@ def test_doctor_on_an_rtx_card_with_an_old_driver_and_no_tensorrt(pc):
                                             "a driver for CUDA 12.9 or newer",
                                "update the NVIDIA driver to 575 or later, then run the installer again")
     assert lines["Backend"][0] == doctor.WARN and lines["Backend"][1].startswith("the filter runs on onnxruntime (CPU)")
+    if lines["tensorrt-cu12"][0] == doctor.FAIL:  # the first fix for the idle GPU: its missing wheel
+        assert lines["Backend"][2] == lines["tensorrt-cu12"][2]
+
+
+def test_doctor_on_a_gpu_this_python_has_no_package_for(pc):
+    facts = pc(gpus=(AMD_RX6600,), icds=("radeon_icd.x86_64.json",), python="3.10")
+    lines = doctor_lines(facts, Described())
+    assert lines["GPU"] == (doctor.WARN, f"AMD Navi 23 [Radeon RX 6600/6600 XT/6600M] (amdgpu kernel driver): "
+                                         f"{OLD_PYTHON}: the filter runs on the CPU", "")
+    assert lines["Backend"][0] == doctor.OK and list(lines) == ["GPU", "Backend"]
 
 
 def test_doctor_without_a_gpu_and_with_an_nvidia_card_but_no_driver(pc):

@@ -6,6 +6,10 @@ The pycuda build is real: its sdist and NVIDIA's header wheels from PyPI, compil
 toolkit, then `import pycuda.driver` against the stand-in, up to where a real driver is needed. TensorRT's wheels
 cannot be fetched here (their libraries come from pypi.nvidia.com): for TensorRT the tests check the cu12/cu13
 choice and the exact pip commands the installer runs, not an install.
+
+Which GPU package the installer picks (TensorRT, TensorRT-RTX, WebGPU, OpenVINO, none) is checked the same way, with
+the installer's own detection and package step on described PCs (fake nvidia-smi, /sys/class/drm trees) and pip
+recorded instead of run; the decision on its own is in test_gpu_choice.py.
 """
 
 from __future__ import annotations
