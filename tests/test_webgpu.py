@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import site
 import subprocess
 import sys
 from dataclasses import replace
@@ -151,3 +153,39 @@ def test_webgpu_keys_real_frames_like_the_cpu(tmp_path):
     print(f"without the padding: |alpha - CPU| mean {wrong.mean():.2f} max {wrong.max()}")
     assert wrong.mean() > 10, ("WebGPU without the channel padding now matches the CPU: the provider's Conv may be "
                                "fixed, and pad_conv_channels could go")
+
+
+@pytest.mark.obs
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime_ep_webgpu") is None,
+                    reason="onnxruntime-ep-webgpu not installed (pip install 'obs-rvm[webgpu]')")
+@pytest.mark.skipif(not (shutil.which("obs") and shutil.which("Xvfb")), reason="needs OBS Studio and Xvfb")
+def test_obs_filter_keys_with_webgpu(tmp_path):
+    """The filter in a real OBS with backend webgpu: it says it keys on WebGPU (the Status line reads the same
+    description) and the picture OBS draws is the CPU pipeline's composite."""
+    import cv2
+    from obs_harness import Obs, ObsConfig, ai_filter, image_input, reference, similar
+
+    from obs_rvm.obs.settings import rgb_to_obs_color
+
+    from paths import ASTRONAUT
+
+    picture = tmp_path / "person.png"
+    cv2.imwrite(str(picture), cv2.resize(cv2.imread(str(ASTRONAUT)), (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA))
+    values = {"background": "color", "color": rgb_to_obs_color((0, 0, 255)), "downsample_ratio": RATIO,
+              "sync": "sync"}
+    repo = Path(__file__).resolve().parent.parent
+    config = ObsConfig(
+        script=repo / "obs_rvm" / "obs_script.py",
+        site_packages=[Path(p) for p in site.getsitepackages()],
+        inputs=[image_input("Person", picture, [ai_filter("AI", backend="webgpu", **values)])],
+        env={"ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER": "1"}, canvas=(WIDTH, HEIGHT),
+    )
+    rgba = cv2.cvtColor(cv2.imread(str(picture)), cv2.COLOR_BGR2RGBA)
+    expected = reference(rgba, **{**values, "backend": "cpu"})
+    with Obs(config, tmp_path / "obs") as o:
+        found = o.wait_log(r"'AI' on 'Person': (keying \d+x\d+ with (.*?), model|.*cannot run here: (.*))", 300)
+        if found.group(3):
+            pytest.skip(f"WebGPU cannot run here: {found.group(3)}")
+        assert found.group(2).startswith("onnxruntime on WebGPU ("), found.group(0)
+        o.wait_for(lambda: similar(o.screenshot("Person"), expected), 120, "the CPU pipeline's composite")
