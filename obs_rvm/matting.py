@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -77,6 +78,19 @@ class SessionStatus:
     """Whether process() returns layers (see SessionOptions.layers) rather than the composite."""
 
 
+SLOWEST_ENV = "OBS_RVM_MIN_INFERENCE_MS"
+"""Diagnostics: each frame takes at least this long to key, as on a slower machine. Tests of behaviour under slow
+inference (OBS's live video, the camera dropping frames) set it, so their outcome does not depend on the machine."""
+
+
+def min_inference_s() -> float:
+    value = os.environ.get(SLOWEST_ENV, "")
+    try:
+        return max(0.0, float(value or 0) / 1000)
+    except ValueError:
+        log.warning("%s=%r is not a number of milliseconds: ignored", SLOWEST_ENV, value)
+        return 0.0
+
 class MattingSession:
     """Key frames one after another. Not thread-safe: one thread drives it (the OBS filter's worker, the CLI)."""
 
@@ -95,6 +109,7 @@ class MattingSession:
         self._key: tuple | None = None
         self._thumb: np.ndarray | None = None
         self._lock = threading.Lock()  # guards background swaps against the processing thread
+        self._slowest_s = min_inference_s()
 
     @property
     def engine(self) -> Engine | None:
@@ -134,7 +149,11 @@ class MattingSession:
             engine.reset()
             self.status.resets += 1
         extra = background.inputs(height, width, time.monotonic() if t is None else t)
-        return engine.run(np.ascontiguousarray(frame), extra)
+        started = time.perf_counter()
+        out = engine.run(np.ascontiguousarray(frame), extra)
+        if (rest := started + self._slowest_s - time.perf_counter()) > 0:
+            (self._cancel or threading.Event()).wait(rest)
+        return out
 
     def _engine_for(self, height: int, width: int, background: Background) -> Engine:
         key = (height, width, background.variant)

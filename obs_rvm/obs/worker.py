@@ -32,19 +32,6 @@ POLL_S = 0.1
 """How often an idle worker looks for new settings or a stop request."""
 
 
-SLOWEST_ENV = "OBS_RVM_MIN_INFERENCE_MS"
-"""Diagnostics: each matte takes at least this long, as on a slower machine (tests of behaviour under slow
-inference set it, so their outcome does not depend on the machine's speed)."""
-
-
-def min_inference_s() -> float:
-    try:
-        return max(0.0, float(os.environ.get(SLOWEST_ENV, "0") or 0) / 1000)
-    except ValueError:
-        log.warning("%s=%r is not a number of milliseconds: ignored", SLOWEST_ENV, os.environ[SLOWEST_ENV])
-        return 0.0
-
-
 NICE = 10
 """Inference runs at this (Linux) niceness: on a saturated CPU, keying slows down before OBS drops a frame."""
 
@@ -119,7 +106,6 @@ class FilterWorker:
         self.status = WorkerStatus()
         self.inference_ms = Rolling(60)
         self.inference_rate = Rate()
-        self._min_inference_s = min_inference_s()
         # Not a daemon (a thread started from an OBS callback would inherit daemon=True): Python's finalization at
         # OBS exit then waits for the frame in flight instead of killing the thread inside onnxruntime (abort).
         self._thread = threading.Thread(target=self._run, name=f"obs-rvm {label}", daemon=False)
@@ -277,8 +263,6 @@ class FilterWorker:
         start = self._busy_since = time.perf_counter()
         try:
             out = session.process(item.frame, (item.frame_time - self._first_frame_time) / 1e9)
-            if (rest := start + self._min_inference_s - time.perf_counter()) > 0:
-                self._stop.wait(rest)
             self._results.put(Keyed(np.array(out, copy=True), item.frame_time, session.status.layers))
         finally:
             self._busy_since = None
