@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -137,6 +138,17 @@ class ObsConfig:
     start_timeout: float = 90.0
     window_manager: bool = False
     """Run openbox on the display first: Qt dialogs (the filter's properties) only paint with a window manager."""
+
+
+@functools.cache
+def obs_version() -> tuple[int, ...]:
+    """The installed OBS Studio's version, e.g. (29, 0, 2); (0,) if it cannot say."""
+    try:
+        out = subprocess.run(["obs", "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (0,)
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", out)
+    return tuple(int(g) for g in found.groups() if g is not None) if found else (0,)
 
 
 def _signal_thread(pid: int, signum: int) -> None:
@@ -428,13 +440,17 @@ class Obs:
         finally:
             display.close()
 
-    def stop(self, timeout: float = 60.0, how: str = "window") -> int | None:
+    def stop(self, timeout: float = 60.0, how: str = "auto") -> int | None:
         """Quit OBS, then SIGKILL if it hangs (returned as -9). Stops Xvfb too.
 
         how: "window" (close the main window, as a user does; SIGINT where no window is found), "sigint" (OBS's
-        Ctrl-C handler), or "sigint-thread" (SIGINT delivered to one of libobs' threads rather than the main one:
-        scripts/quit_obs.py uses the last two to show what makes OBS 29.0.2 crash as it quits).
+        Ctrl-C handler), "sigint-thread" (SIGINT delivered to one of libobs' threads rather than the main one:
+        scripts/quit_obs.py uses the last two to show what makes OBS 29.0.2 crash as it quits), or "auto": the
+        window before OBS 29.1, whose Ctrl-C handler is unsafe, SIGINT from 29.1 on (handled in the main loop there;
+        OBS 32.2 under Qt 6 ignores a close request sent to its window this way).
         """
+        if how == "auto":
+            how = "sigint" if obs_version() >= (29, 1) else "window"
         if self._client is not None:
             with contextlib.suppress(Exception):  # OBS may already be gone
                 self._client.disconnect()
