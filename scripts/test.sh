@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command: install what the tests need (Debian/Ubuntu packages when run as root, the Python
-# test extras into ./.venv) and run lint and the whole test suite, OBS end-to-end tests included.
+# test extras into ./.venv) and run lint and the whole test suite, OBS end-to-end tests included. pytest-randomly
+# shuffles the tests (the seed is printed first and last: --randomly-seed=N repeats an order); the OBS tests keep
+# their file order (tests/conftest.py), and the end says how long the OBS tests and the others took.
 set -euo pipefail
 need=()
 for pkg in obs-studio xvfb xdotool ffmpeg python3-venv gcc linux-libc-dev; do

@@ -4,6 +4,10 @@ isolated cache, and no model downloads.
 The data folder defaults to ../shared beside the checkout; OBS_RVM_TEST_DATA overrides it. Without it the tests
 cannot run at all, so a missing folder fails loudly instead of skipping everything.
 
+The order: pytest-randomly (in the test extras) shuffles the suite, with its seed in the header and again at the end
+(`--randomly-seed=N` repeats an order, `-p no:randomly` turns shuffling off). The OBS tests (marker `obs`) go back to
+file order among themselves, as their module-scoped OBS fixtures expect; each module's tests stay together.
+
 The default model is what a user gets offline: the release URL points at a local port that refuses connections
 and the models folder is empty, so every test process (and every program it starts) keys with the bundled
 mobilenetv3-web, which is byte for byte the shared test model. OBS_RVM_MODEL set before pytest starts still
@@ -41,3 +45,71 @@ def clean_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("OBS_RVM_MODEL_DIR", str(tmp_path / "models"))
     return tmp_path / "models"
+
+
+# -- the order: shuffled, the OBS tests in file order ----------------------------------------------------------------
+
+FILE_ORDER = pytest.StashKey[int]()
+"""An item's place in file order, recorded as it is collected (before pytest-randomly shuffles)."""
+_collected = 0
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    global _collected
+    item.stash[FILE_ORDER] = _collected
+    _collected += 1
+
+
+def is_obs(item: pytest.Item) -> bool:
+    return item.get_closest_marker("obs") is not None
+
+
+def in_file_order(entries: list, chosen) -> list:
+    """`entries` (items, or lists of items) with those `chosen` picks put back in file order, in the places they
+    hold now; the others stay where they are."""
+    def place(entry) -> int:
+        return min(item.stash[FILE_ORDER] for item in (entry if isinstance(entry, list) else [entry]))
+
+    places = [i for i, entry in enumerate(entries) if chosen(entry)]
+    result = list(entries)
+    for i, entry in zip(places, sorted((entries[i] for i in places), key=place)):
+        result[i] = entry
+    return result
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """After pytest-randomly's shuffle (its hook wraps this one; modules stay whole): the modules that have OBS
+    tests, and the OBS tests within each module, go back to file order in the places the shuffle gave them. Every
+    other test keeps its shuffled place; without pytest-randomly nothing moves."""
+    modules: list[list[pytest.Item]] = []
+    for item in items:
+        if modules and modules[-1][0].path == item.path:
+            modules[-1].append(item)
+        else:
+            modules.append([item])
+    modules = in_file_order(modules, lambda module: any(map(is_obs, module)))
+    items[:] = [item for module in modules for item in in_file_order(module, is_obs)]
+    _obs_tests.update(item.nodeid for item in items if is_obs(item))
+
+
+_obs_tests: set[str] = set()
+_parts: dict[str, list] = {}
+"""Part of the suite -> [tests, seconds of set-up, call and teardown]."""
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    obs = report.nodeid in _obs_tests
+    part = _parts.setdefault("OBS tests (marker obs)" if obs else "the other tests", [0, 0.0])
+    part[0] += report.when == "teardown"
+    part[1] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """How long each part took, and the seed again (the header's scrolled away by now)."""
+    shuffled = config.pluginmanager.hasplugin("randomly") and config.getoption("randomly_reorganize", False)
+    seed = config.getoption("randomly_seed", None)
+    terminalreporter.write_sep("-", f"order: shuffled by pytest-randomly, --randomly-seed={seed} repeats it" if shuffled
+                               else "order: file order (pytest-randomly off)")
+    for part, (count, seconds) in sorted(_parts.items(), reverse=True):
+        if count:
+            terminalreporter.write_line(f"{part}: {count} in {seconds:.0f} s")
