@@ -257,15 +257,29 @@ def stalled_server():
     server.close()
 
 
+SLACK_S = 10.0
+"""Time allowed beyond a timeout for everything else a call does, on a busy or slow machine. A timeout that is not
+honoured costs far more: urllib's 30 s read timeout, or minutes of the kernel's connect retries."""
+
+
 def test_an_unanswered_download_gives_up_after_the_connect_timeout(clean_model_env, stalled_server, monkeypatch):
+    """Each call waits the connect timeout it has (the message says which), and then gives up. Times are bounded by
+    that timeout plus SLACK_S, and what this machine takes to find the bundled model, measured here."""
     monkeypatch.setenv("OBS_RVM_RELEASE_URL", stalled_server)
     start = time.monotonic()
     with pytest.raises(ModelError, match="could not download.*did not answer within 1 s"):
         download_model(catalog()["mobilenetv3"], connect_timeout=1)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 1 + SLACK_S, "a 1 s connect timeout"
+
+    start = time.monotonic()
+    assert resolve_model(download=False).name == "mobilenetv3-web"  # restores the bundled model: CPU work, no wait
+    own_work = time.monotonic() - start
     start = time.monotonic()
     assert resolve_model().name == "mobilenetv3-web"
-    assert time.monotonic() - start < models.CONNECT_TIMEOUT + 3, "the default falls back in seconds"
+    took = time.monotonic() - start
+    why = models.download_failure(catalog()["mobilenetv3"]) or ""
+    assert f"did not answer within {models.CONNECT_TIMEOUT:g} s" in why, "the default tried, with its connect timeout"
+    assert took < models.CONNECT_TIMEOUT + own_work + SLACK_S, f"the default falls back in seconds, not {took:.0f} s"
 
 
 def test_doctor_says_which_model_the_filter_uses_and_why(clean_model_env, http_server, monkeypatch):
