@@ -5,6 +5,7 @@ Python."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -71,8 +72,52 @@ def _children_building() -> list[int]:
     return found
 
 
-def test_a_cancelled_build_ends_its_child_and_leaves_nothing(tmp_path, monkeypatch):
-    """A filter removed (or OBS exiting) mid-preparation must not wait seconds for a graph nobody will use."""
+NEVER_ENDING_BUILD = """
+import os, time
+from pathlib import Path
+
+from obs_rvm import graph_build
+from obs_rvm.paths import atomic_write
+
+
+def build_file(model_path, spec, out):
+    # A build that goes on until it is ended: half a graph written (as a real one is, mid-write), then waiting.
+    with atomic_write(Path(out)) as f:
+        f.write(b"half a graph")
+        f.flush()
+        Path({started!r}).touch()
+        while True:
+            time.sleep(1)
+
+
+graph_build.build_file = build_file
+"""
+
+
+@pytest.fixture
+def never_ending_builds(tmp_path, monkeypatch) -> Path:
+    """Graph children whose build writes half a file and then never ends (a sitecustomize on their PYTHONPATH
+    replaces graph_build.build_file in them): a cancel is the only way they stop, whatever this machine's speed.
+    Returns the file a child touches once it is mid-build."""
+    hook, started = tmp_path / "hook", tmp_path / "started"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NEVER_ENDING_BUILD.format(started=str(started)))
+    environment = graph_process._child_environment
+
+    def with_hook() -> dict[str, str]:
+        env = environment()
+        env["PYTHONPATH"] = os.pathsep.join([str(hook), env["PYTHONPATH"]])
+        return env
+
+    monkeypatch.setattr(graph_process, "_child_environment", with_hook)
+    yield started
+    for pid in _children_building():  # only after a failure: a child the cancel did not end
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_cancelled_build_ends_its_child_and_leaves_nothing(tmp_path, monkeypatch, never_ending_builds):
+    """A filter removed (or OBS exiting) mid-preparation must not wait for a graph nobody will use: the child is
+    ended (its half-written file removed) and prepare raises Cancelled."""
     monkeypatch.setenv("OBS_RVM_CACHE_DIR", str(tmp_path / "cache"))
     cancel = threading.Event()
     failure: list[BaseException] = []
@@ -83,15 +128,17 @@ def test_a_cancelled_build_ends_its_child_and_leaves_nothing(tmp_path, monkeypat
         except BaseException as e:
             failure.append(e)
 
-    thread = threading.Thread(target=build)
+    thread = threading.Thread(target=build, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not _children_building() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _children_building(), "the build runs in a child process"
+    deadline = time.monotonic() + 300  # waits for the child to start, however slowly; the build itself never ends
+    while not never_ending_builds.exists() and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert never_ending_builds.exists(), f"the child did not start building: {failure}"
+    assert len(_children_building()) == 1, "the build runs in a child process"
+    assert list((tmp_path / "cache" / "graphs").glob("*.partial")), "the child is writing the graph"
     cancel.set()
-    thread.join(30)
-    assert not thread.is_alive()
+    thread.join(graph_process.POLL_S + graph_process.GRACE_S + 30)
+    assert not thread.is_alive(), "the cancel did not end the build"
     assert failure and isinstance(failure[0], Cancelled), failure
     assert not _children_building(), "the child was ended and reaped"
     assert not list((tmp_path / "cache" / "graphs").glob("*")), "no graph, no half-written file"
