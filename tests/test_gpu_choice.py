@@ -365,15 +365,27 @@ def test_doctor_on_an_amd_gpu_with_webgpu(pc):
     assert list(lines) == ["GPU", "onnxruntime-ep-webgpu", "Backend"]
 
 
-def test_doctor_names_the_vulkan_fix_when_webgpu_finds_no_gpu(pc):
+@pytest.mark.parametrize("wheel", ["installed", "missing"])
+def test_doctor_names_the_vulkan_fix_when_webgpu_finds_no_gpu(pc, monkeypatch, wheel):
+    """The WebGPU wheel is part of the described PC (the doctor imports it for real, so this machine's own
+    environment must not decide): installed, the first fix is the Vulkan loader; missing, the installer's."""
     facts = pc(gpus=(AMD_RX6600,), loader=False)
-    lines = doctor_lines(facts, Described({"webgpu": []}))
+    real_check = doctor.import_check
+    monkeypatch.setattr(doctor, "import_check", lambda dist: (
+        (wheel == "installed", "0.4.0" if wheel == "installed" else "ModuleNotFoundError: no module")
+        if dist == hardware.WHEELS["webgpu"] else real_check(dist)))
+    described = Described({"webgpu": []} if wheel == "installed" else {})
+    lines = doctor_lines(facts, described)
     assert lines["Vulkan"] == (doctor.WARN, "WebGPU needs the Vulkan loader (libvulkan.so.1), which is not installed",
                                VULKAN_PACKAGES)
+    assert lines[hardware.WHEELS["webgpu"]][0] == (doctor.OK if wheel == "installed" else doctor.FAIL)
     status, message, fix = lines["Backend"]
     assert status == doctor.WARN and message.startswith("the filter runs on onnxruntime (CPU) (not used: ")
-    assert fix == VULKAN_PACKAGES
-    rendered = doctor.render(list(doctor.check_gpu(facts, Described({"webgpu": []}))))
+    if wheel == "installed":
+        assert fix == VULKAN_PACKAGES
+    else:
+        assert fix == f"{doctor.installer_command()} (installs onnxruntime-ep-webgpu for this GPU)"
+    rendered = doctor.render(list(doctor.check_gpu(facts, described)))
     assert f"fix: {VULKAN_PACKAGES}" in rendered
 
 
