@@ -6,7 +6,9 @@ tests have not run there. Engines are built into the test cache once (tens of se
 
 from __future__ import annotations
 
+import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,7 +18,7 @@ from obs_rvm.backgrounds import Blur, Color
 from obs_rvm.engines.onnxruntime import OnnxRuntimeEngine
 from obs_rvm.engines.tensorrt import TensorRTEngine, availability
 from obs_rvm.engines.trt_cache import EngineCache
-from obs_rvm.graph import BACKGROUND, GraphSpec, PreparedGraph, Variant, prepare
+from obs_rvm.graph import BACKGROUND, OUTPUT, GraphSpec, PreparedGraph, Variant, prepare
 from obs_rvm.matting import MattingSession, SessionOptions
 from obs_rvm.models import resolve_model
 
@@ -131,26 +133,51 @@ def test_background_is_uploaded_only_when_a_new_array_arrives():
         engine.close()
 
 
-def test_runs_from_another_thread_and_allocates_nothing_per_frame():
+ALLOCATORS = re.compile(r"^(mem_alloc|mem_host_alloc|mem_managed_alloc|pagelocked_|aligned_|managed_|to_device$|"
+                        r"register_host_memory$)")
+"""pycuda's functions that allocate device, pinned, aligned or managed memory."""
+
+
+def counting_allocations(cuda, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call of pycuda's allocators from now on, by name: the allocations this process makes through pycuda,
+    which other processes on a shared GPU do not change (as they change the GPU's free memory)."""
+    calls: list[str] = []
+
+    def counted(name: str, allocate):
+        def allocating(*args, **kwargs):
+            calls.append(name)
+            return allocate(*args, **kwargs)
+        return allocating
+
+    names = [name for name in dir(cuda) if ALLOCATORS.match(name) and callable(getattr(cuda, name))]
+    assert {"mem_alloc", "pagelocked_empty"} <= set(names), names
+    for name in names:
+        monkeypatch.setattr(cuda, name, counted(name, getattr(cuda, name)))
+    return calls
+
+
+def test_runs_from_another_thread_and_allocates_nothing_per_frame(monkeypatch):
+    """The engine allocates its buffers once, when it is made: 60 frames keyed from another thread allocate
+    nothing (engine.py and device_io.py reach pycuda through the module, so the count sees every call)."""
     import pycuda.driver as cuda
 
     engine = TensorRTEngine(graph_for(Variant.BLUR, True))
     extra = extra_for(Variant.BLUR)
     frames = list(clip_frames(60))
-    free: list[int] = []
+    keyed: list[tuple[int, ...]] = []
+    calls = counting_allocations(cuda, monkeypatch)
 
     def work() -> None:
-        for i, frame in enumerate(frames):
-            engine.run(frame, extra)
-            if i in (9, 59):
-                with engine._ctx.current():
-                    free.append(cuda.mem_get_info()[0])
+        for frame in frames:
+            keyed.append(engine.run(frame, extra).shape)
 
     worker = threading.Thread(target=work)
     worker.start()
     worker.join()
+    monkeypatch.undo()
     engine.close()
-    assert len(free) == 2 and free[0] == free[1]
+    assert keyed == [tuple(engine.graph.outputs[OUTPUT][0])] * len(frames), "every frame keyed"
+    assert calls == [], f"allocated per frame: {Counter(calls)}"
 
 
 def test_session_auto_picks_tensorrt_with_the_gpu_ratio():
