@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import network
 from paths import MODEL
 
 if not MODEL.is_file():
@@ -45,6 +46,16 @@ def clean_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("OBS_RVM_MODEL_DIR", str(tmp_path / "models"))
     return tmp_path / "models"
+
+
+@pytest.fixture(scope="session")
+def pypi() -> str:
+    """For the tests that install packages: pip's index, looked up once; where it cannot be reached (offline, behind
+    a firewall) they skip, saying so."""
+    why = network.index_unreachable()
+    if why:
+        pytest.skip(f"needs pip's package index: {why}")
+    return network.pip_index()
 
 
 # -- the order: shuffled, the OBS tests in file order ----------------------------------------------------------------

@@ -280,7 +280,7 @@ def fresh_venv(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_gpu_step_builds_pycuda_without_a_cuda_toolkit(tmp_path):
+def test_gpu_step_builds_pycuda_without_a_cuda_toolkit(tmp_path, pypi):
     bin_dir = fake_nvidia_smi(tmp_path / "bin", "NVIDIA GeForce RTX 3060", "550.120", "12.4", "8.6")
     env = step_env(tmp_path / "home", bin_dir, tmp_path / "driver")
     # A toolkit elsewhere on this machine (/usr/local/cuda) must be invisible to the build: no nvcc on the PATH (pycuda
