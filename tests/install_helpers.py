@@ -32,6 +32,26 @@ def fake_obs_process(tmp_path: Path, home: Path) -> subprocess.Popen:
     return proc
 
 
+def path_without(program: str, folder: Path) -> str:
+    """This PATH with `program` hidden: each folder that has it stands in as a folder of links to everything else
+    in it (made under `folder`), so every other program is still found where it was."""
+    entries = []
+    for i, entry in enumerate(os.environ.get("PATH", "").split(os.pathsep)):
+        original = Path(entry or ".")
+        if not (original / program).exists():
+            entries.append(entry)
+            continue
+        shadow = folder / str(i)
+        shadow.mkdir(parents=True)
+        for path in original.iterdir():
+            if path.name != program:
+                (shadow / path.name).symlink_to(path)
+        entries.append(str(shadow))
+    hidden = os.pathsep.join(entries)
+    assert shutil.which(program, path=hidden) is None
+    return hidden
+
+
 SMI_HEADER = """\
 +-----------------------------------------------------------------------------------------+
 | NVIDIA-SMI {driver}             Driver Version: {driver}     CUDA Version: {cuda}     |

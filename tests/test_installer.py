@@ -1,7 +1,9 @@
 """installer/install.sh as a user runs it: a fresh home, the OBS installed on this machine, real pip, real files.
 
 Installing takes a while, so one installation (`installed`) serves most tests, and the --add-to-obs/--uninstall
-flow (`added`) has its own. For the OBS end-to-end check from the installed layout, `installed.script` and
+flow (`added`) has its own. The installations need this machine's OBS (`obs_studio`) and pip's package index
+(conftest's `pypi`): without them those tests skip and say why, and the tests about OBS missing, or about what fails
+before anything is installed, still run. For the OBS end-to-end check from the installed layout, `installed.script` and
 `installed.site` are the script path and site-packages to hand to the OBS harness (OBS started with
 HOME=installed.home, so the script finds environment.json and the installer's model there).
 """
@@ -23,16 +25,26 @@ import cv2
 import numpy as np
 import pytest
 
+from obs_rvm.errors import SetupError
 from obs_rvm.install import obs, scenes
 from obs_rvm.matting import MattingSession, SessionOptions
 
-from install_helpers import COLLECTION, fake_obs_process
+from install_helpers import COLLECTION, fake_obs_process, path_without
 from paths import MODEL
 
 SRC = Path(__file__).resolve().parent.parent
 REAL_HOME = Path.home()
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("obs") is None, reason="OBS Studio is not installed")]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def obs_studio() -> obs.ObsInstall:
+    """The OBS installed on this machine, which install.sh sets up; the tests that need one skip without it."""
+    try:
+        return obs.find_obs()
+    except SetupError as e:
+        pytest.skip(f"needs OBS Studio: {str(e).split(': ', 1)[0]}")
 
 
 def user_env(home: Path, **extra: str) -> dict[str, str]:
@@ -98,13 +110,13 @@ def layout_of(home: Path, python_version: str) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> SimpleNamespace:
+def installed(tmp_path_factory, obs_studio, pypi) -> SimpleNamespace:
     """One installation with the test model given as a file (no network for model downloads here)."""
     home = tmp_path_factory.mktemp("installed")
     obs_settings(home)
     result = install(home, "--model", str(MODEL))
     assert result.returncode == 0, result.stdout + result.stderr
-    return SimpleNamespace(**vars(layout_of(home, obs.find_obs().python_version)), result=result)
+    return SimpleNamespace(**vars(layout_of(home, obs_studio.python_version)), result=result)
 
 
 def test_install_builds_an_environment_for_obs_python(installed):
@@ -279,7 +291,7 @@ def test_filter_runs_from_the_installed_layout(installed, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def installed_offline(tmp_path_factory) -> SimpleNamespace:
+def installed_offline(tmp_path_factory, obs_studio, pypi) -> SimpleNamespace:
     """A first install with no model named and no way to download one (the release URL is conftest's closed port)."""
     home = tmp_path_factory.mktemp("offline")
     obs_settings(home)
@@ -288,7 +300,7 @@ def installed_offline(tmp_path_factory) -> SimpleNamespace:
     result = install(home, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     print(f"\noffline install: {time.monotonic() - start:.0f} s")
-    return SimpleNamespace(**vars(layout_of(home, obs.find_obs().python_version)), result=result, env=env)
+    return SimpleNamespace(**vars(layout_of(home, obs_studio.python_version)), result=result, env=env)
 
 
 def test_offline_install_completes_with_the_bundled_model(installed_offline):
@@ -336,15 +348,36 @@ def test_offline_filter_keys_with_the_bundled_model(installed_offline, tmp_path)
 
 
 def test_missing_obs(tmp_path):
-    result = install(tmp_path, "--obs", str(tmp_path / "no-obs-here"))
-    assert_failed_cleanly(result, r"OBS not found at .*no-obs-here")
-    assert list(tmp_path.iterdir()) == []
+    """--obs naming a folder without OBS, on a PATH without `obs` (as on a PC without OBS, whether or not this one
+    has it): the reason and the way out, nothing changed."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = user_env(home, PATH=path_without("obs", tmp_path / "path"))
+    result = install(home, "--obs", str(tmp_path / "no-obs-here"), env=env)
+    assert_failed_cleanly(result, r"OBS not found at .*no-obs-here: give the obs program or the folder")
+    assert list(home.iterdir()) == []
 
 
-def fake_obs_prefix(root: Path, python_version: str) -> Path:
-    """An OBS install folder whose scripting library links another Python: the real library, with the libpython
-    name in its dynamic section rewritten (same length), so ldd reports exactly what a different build would."""
-    real = obs.find_obs()
+def test_no_obs_installed(tmp_path):
+    """A PC without OBS: the installer says how to install it and changes nothing. OBS is hidden from the PATH;
+    where it is installed in a folder the installer searches whatever the PATH says, this cannot run."""
+    found = [path for path in obs.OBS_SEARCH if Path(path).is_file() and os.access(path, os.X_OK)]
+    if found:
+        pytest.skip(f"OBS is installed at {found[0]}, where the installer looks whatever the PATH says")
+    if obs.flatpak_obs():
+        pytest.skip("the Flatpak OBS is installed here: the installer says that instead (test_install_parts.py)")
+    home = tmp_path / "home"
+    home.mkdir()
+    result = install(home, env=user_env(home, PATH=path_without("obs", tmp_path / "path")))
+    assert_failed_cleanly(result, r"OBS Studio is not installed: install OBS Studio \(Debian/Ubuntu: sudo apt-get "
+                                  r"install obs-studio.*--obs PATH")
+    assert list(home.iterdir()) == []
+
+
+def fake_obs_prefix(root: Path, python_version: str, real: obs.ObsInstall) -> Path:
+    """An OBS install folder whose scripting library links another Python: the real library (of `real`), with the
+    libpython name in its dynamic section rewritten (same length), so ldd reports exactly what a different build
+    would."""
     (root / "bin").mkdir(parents=True)
     (root / "bin" / "obs").write_text("#!/bin/sh\necho 'OBS Studio - 99.0.0 (linux)'\n")
     (root / "bin" / "obs").chmod(0o755)
@@ -358,21 +391,21 @@ def fake_obs_prefix(root: Path, python_version: str) -> Path:
     return root
 
 
-def test_obs_embedding_a_python_that_is_not_installed(tmp_path):
+def test_obs_embedding_a_python_that_is_not_installed(tmp_path, obs_studio):
     home = tmp_path / "home"
     home.mkdir()
-    prefix = fake_obs_prefix(tmp_path / "obs", "3.99")
+    prefix = fake_obs_prefix(tmp_path / "obs", "3.99", obs_studio)
     result = install(home, "--obs", str(prefix))
     assert_failed_cleanly(result, r"OBS embeds Python 3\.99, but python3\.99 is not installed: "
                                   r"sudo apt-get install python3\.99 python3\.99-venv")
-    real = obs.find_obs().python_version
+    real = obs_studio.python_version
     result = install(home, "--obs", str(prefix), "--python", f"/usr/bin/python{real}")
     assert_failed_cleanly(result, rf"python{real} is Python {real}, but OBS embeds Python 3\.99: packages built")
     assert list(home.iterdir()) == []
 
 
 @pytest.mark.parametrize("where", ["proc", "under-a-file"])
-def test_unwritable_folders(tmp_path, where):
+def test_unwritable_folders(tmp_path, where, obs_studio):
     home = tmp_path / "home"
     home.mkdir()
     if where == "proc":
@@ -387,7 +420,7 @@ def test_unwritable_folders(tmp_path, where):
     assert [p.name for p in home.iterdir()] == ([] if where == "proc" else ["a-file"]), "the data folder was undone"
 
 
-def test_no_network_for_pip_undoes_the_new_environment(tmp_path):
+def test_no_network_for_pip_undoes_the_new_environment(tmp_path, obs_studio):
     home = tmp_path / "home"
     home.mkdir()
     offline = {k: v for k, v in user_env(home).items() if not k.startswith("PIP_")}
@@ -428,14 +461,14 @@ def source_with_script(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def added(tmp_path_factory) -> SimpleNamespace:
+def added(tmp_path_factory, obs_studio, pypi) -> SimpleNamespace:
     """Installed with --add-to-obs into a scene collection that still lists the script of an environment built for
     an older Python (as after an OBS upgrade), with settings the user chose."""
     root = tmp_path_factory.mktemp("added")
     src = source_with_script(root / "src")
     home = root / "home"
     home.mkdir()
-    version = obs.find_obs().python_version
+    version = obs_studio.python_version
     stale = layout_of(home, "3.9").script
     original = json.loads(COLLECTION.read_text())
     with_stale = json.loads(COLLECTION.read_text())
@@ -536,8 +569,19 @@ def test_add_to_obs_refuses_while_obs_runs(added, tmp_path):
     assert snapshot(added.home, folders=False) == before
 
 
-def test_uninstall_restores_the_collection_and_removes_everything(added):
-    """Runs last in this module: it takes the `added` installation away."""
+@pytest.fixture
+def added_then_put_back(added, tmp_path) -> SimpleNamespace:
+    """`added` for a test that takes the installation away: its home is put back as it was afterwards (same paths,
+    same files, times and modes), so the other tests of `added` can run before or after it."""
+    kept = tmp_path / "home-as-added"
+    shutil.copytree(added.home, kept, symlinks=True)
+    yield added
+    shutil.rmtree(added.home)
+    kept.rename(added.home)
+
+
+def test_uninstall_restores_the_collection_and_removes_everything(added_then_put_back):
+    added = added_then_put_back
     result = install(added.home, "--uninstall", src=added.src)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(added.file.read_text()) == added.original, "only the obs-rvm entries went"
