@@ -282,6 +282,16 @@ def test_an_unanswered_download_gives_up_after_the_connect_timeout(clean_model_e
     assert took < models.CONNECT_TIMEOUT + own_work + SLACK_S, f"the default falls back in seconds, not {took:.0f} s"
 
 
+def test_a_connect_that_times_out_first_still_names_the_limit(monkeypatch):
+    """The probe's own connect timeout and the wait for it end together: on a busy machine the connect's may end
+    first, and the reason is the same."""
+    def times_out(address, timeout):
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(models.socket, "create_connection", times_out)
+    assert models.unreachable("http://127.0.0.1:9/release", 1) == "127.0.0.1:9 did not answer within 1 s"
+
+
 def test_doctor_says_which_model_the_filter_uses_and_why(clean_model_env, http_server, monkeypatch):
     from obs_rvm.doctor import WARN, check_model
 
