@@ -149,18 +149,25 @@ def test_moving_clip_is_drawn_at_obs_frame_rate(live):
 
 
 def test_refresh_every_third_frame_keys_a_third_as_often(live):
+    """Keying every 3rd frame asks for FPS/3 mattes a second; every frame for FPS, or as many as this machine keys
+    (its capacity, 1000 / inference ms, measured in the same run)."""
     c = live.client
     c.set_source_filter_enabled("Small", "AI", True)
     live.wait_log(r"'AI' on 'Small': keying", 120)
-    rates = {}
+    rates, capacity = {}, {}
     for every in (1, 3):
         c.set_source_filter_settings("Small", "AI", {"matte_refresh": every}, True)
         time.sleep(3)
         lines = _latest(live, "'AI' on 'Small'", len(live.log_text()), 4)
         rates[every] = float(np.median([float(s["inference_fps"]) for s in lines]))
+        capacity[every] = 1000 / float(np.median([float(s["inference_ms"]) for s in lines]))
         assert min(float(s["drawn_fps"]) for s in lines) >= 0.9 * FPS
-    assert rates[1] >= 0.75 * FPS, f"a 128x96 clip must key (nearly) every frame here to compare: {rates}"
-    assert 0.25 <= rates[3] / rates[1] <= 0.42, rates
+    can = max(capacity.values())
+    if can < 0.5 * FPS:
+        pytest.skip(f"this machine keys a 128x96 frame at {can:.1f} fps: too slow to tell every 3rd frame from all")
+    expected = {1: min(FPS, can), 3: min(FPS / 3, can)}
+    assert 0.6 * expected[1] <= rates[1] <= 1.1 * expected[1], (rates, expected)
+    assert 0.75 * expected[3] <= rates[3] <= 1.15 * expected[3], (rates, expected)
     c.set_source_filter_enabled("Small", "AI", False)
 
 
