@@ -376,9 +376,6 @@ def run(args: argparse.Namespace, out: Path) -> Report:
     unknown = set(actions) - set(ACTIONS)
     if unknown:
         raise SystemExit(f"unknown action(s) {', '.join(sorted(unknown))}: choose from {', '.join(ACTIONS)}")
-    if MODEL.is_file():  # the shared test model, as the benchmarks use it
-        os.environ.setdefault("OBS_RVM_MODEL", str(MODEL))
-    os.environ.setdefault("OBS_RVM_CACHE_DIR", str(Path(tempfile.gettempdir()) / "obs-rvm-test-cache"))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -391,9 +388,11 @@ def run(args: argparse.Namespace, out: Path) -> Report:
         if args.malloc_check:  # glibc 2.34+ checks only with its debug library preloaded
             debug = next(Path("/usr/lib").glob("*/libc_malloc_debug.so.0"), None)
             env |= {"MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165", **({"LD_PRELOAD": str(debug)} if debug else {})}
-        for name in ("OBS_RVM_MODEL", "OBS_RVM_CACHE_DIR"):
-            if name in os.environ:
-                env[name] = os.environ[name]
+        # OBS's own environment only: this process's stays as it was (the test suite imports this module)
+        env["OBS_RVM_CACHE_DIR"] = os.environ.get("OBS_RVM_CACHE_DIR",
+                                                  str(Path(tempfile.gettempdir()) / "obs-rvm-test-cache"))
+        if os.environ.get("OBS_RVM_MODEL") or MODEL.is_file():  # the shared test model, as the benchmarks use it
+            env["OBS_RVM_MODEL"] = os.environ.get("OBS_RVM_MODEL") or str(MODEL)
         config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py",
                            site_packages=[Path(p) for p in __import__("site").getsitepackages()],
                            inputs=[media_input("Camera", clips[0], [ai_filter("AI", background="blur")])],

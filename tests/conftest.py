@@ -48,6 +48,17 @@ def clean_model_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "models"
 
 
+@pytest.fixture(autouse=True)
+def environment_left_as_found(request: pytest.FixtureRequest):
+    """A test that changes this process's environment without monkeypatch fails itself, instead of a later test
+    in some shuffled order (soak_obs once left OBS_RVM_MODEL set: the bundled-model test failed 20 tests later)."""
+    before = dict(os.environ)
+    yield
+    keys = (before.keys() | os.environ.keys()) - {"PYTEST_CURRENT_TEST"}  # pytest's own, changed for every phase
+    changed = sorted(k for k in keys if before.get(k) != os.environ.get(k))
+    assert not changed, f"{request.node.nodeid} left the environment changed: {', '.join(changed)}"
+
+
 @pytest.fixture(scope="session")
 def pypi() -> str:
     """For the tests that install packages: pip's index, looked up once; where it cannot be reached (offline, behind

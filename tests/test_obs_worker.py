@@ -231,13 +231,17 @@ def test_status_text_names_what_runs():
 def test_stop_during_a_model_preparation_cancels_it_quietly(frames, tmp_path, monkeypatch, caplog):
     """OBS's exit waits for a stopped worker: one preparing a model must end at once, and say nothing alarming."""
     monkeypatch.setenv("OBS_RVM_CACHE_DIR", str(tmp_path / "cache"))  # nothing cached: the preparation runs
+    graphs = tmp_path / "cache" / "graphs"
     worker = FilterWorker("prep", settings(background="blur"))
-    worker.submit(Captured(frames[0], 0))
+    # A 4K graph takes seconds to build (3.3 s here, 0.8 s at 160x120): a stall of this thread between seeing the
+    # preparation start and stopping it cannot outlast the build, so the stop reaches a preparation in flight.
+    worker.submit(Captured(cv2.resize(frames[0], (3840, 2160)), 0))
     wait(lambda: "preparing the model" in worker.snapshot().message, 30, "the preparation to start")
+    assert not list(graphs.glob("*")), "the preparation is still in flight when it is stopped"
     caplog.clear()
     with caplog.at_level(logging.DEBUG, logger="obs_rvm"):
         worker.stop()
         assert worker.join(30)
     assert worker.snapshot().state == "stopped" and worker.snapshot().frames == 0
-    assert not list((tmp_path / "cache" / "graphs").glob("*")), "the preparation was cancelled, not finished"
+    assert not list(graphs.glob("*")), "the preparation was cancelled, not finished"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
