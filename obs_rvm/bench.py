@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .backgrounds import cover, read_image_rgb
-from .errors import BackendError
+from .errors import BackendError, InputError
 from .matting import MattingSession, SessionOptions
 
 SAMPLE = Path(__file__).with_name("data") / "astronaut.png"
@@ -182,39 +182,92 @@ def peak_rss(options: SessionOptions, width: int, height: int, frames: int = 500
     return peaks
 
 
-def process_vs_pipeline(options: SessionOptions, clip: str, frames: int) -> str:
-    """fps of `obs-rvm process` on a clip (decode + key + encode, threaded) vs the pipeline alone on the same frames.
-
-    The pipeline-alone time is taken before and after the process run and averaged, to cancel drift on a noisy host.
-    """
+def clip_frames(clip: str, width: int, height: int, frames: int) -> tuple[list[np.ndarray], float]:
+    """The first `frames` frames of `clip` as RGBA at `width`x`height` (looped if the clip is shorter), and its fps."""
     import itertools
-    import tempfile
 
-    from .process import process
-    from .video_io import open_sink, open_source
+    import cv2
+
+    from .video_io import open_source
 
     source = open_source(clip)
-    decoded = list(itertools.islice(source, frames))
-    source.close()
+    try:
+        decoded = list(itertools.islice(source, frames))
+    finally:
+        source.close()
+    if not decoded:
+        raise InputError(f"{clip} produced no frames")
+    looped = list(itertools.islice(itertools.cycle(decoded), frames))
+    return [f if f.shape[:2] == (height, width) else cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA)
+            for f in looped], source.fps
+
+
+@dataclass
+class ClipResult:
+    size: tuple[int, int]
+    frames: int
+    process_fps: float
+    pipeline_fps: float
+    bare_fps: float
+
+    def line(self) -> str:
+        w, h = self.size
+        return (f"{w}x{h}, {self.frames} frames: obs-rvm process {self.process_fps:.1f} fps (decode, key, encode), "
+                f"pipeline alone {self.pipeline_fps:.1f} fps, bare model {self.bare_fps:.1f} fps: "
+                f"process/bare {self.process_fps / self.bare_fps:.2f}")
+
+
+def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int, frames: int) -> ClipResult:
+    """`obs-rvm process` on a clip of this size (decode + key + encode) vs the pipeline and the bare model on the
+    same decoded frames, all in one run.
+
+    The clip is first written at `width`x`height` (H.264, as cameras and phones record), so the process run decodes
+    a real file of that size. The in-memory runs are taken before and after the process run and averaged, to cancel
+    drift on a noisy host.
+    """
+    import tempfile
+
+    from .process import encoder_threads, process
+    from .video_io import VideoSink, open_source
+
+    decoded, fps = clip_frames(clip, width, height, frames)
     session = MattingSession(options)
-    session.process(decoded[0], 0.0)
+    try:
+        session.process(decoded[0], 0.0)
+        bare = BareModel(session.model.path, session.status.downsample_ratio or 0.0, options.threads)
 
-    def pipeline_alone() -> float:
-        session.reset()
-        start = time.perf_counter()
-        for i, frame in enumerate(decoded):
-            session.process(frame, i / 30)
-        return len(decoded) / (time.perf_counter() - start)
+        def rate(run: Callable[[int, np.ndarray], None]) -> float:
+            session.reset()
+            bare.reset()
+            busy = 0.0
+            for i, frame in enumerate(decoded):
+                t0 = time.perf_counter()
+                run(i, frame)
+                busy += time.perf_counter() - t0
+            return len(decoded) / busy
 
-    before = pipeline_alone()
-    with tempfile.TemporaryDirectory(prefix="obs-rvm-bench-") as tmp:
-        source = open_source(clip)
-        sink = open_sink(str(Path(tmp) / "out.mp4"), source.fps, source.size, False, source.audio_path)
-        session.reset()
-        result = process(session, source, sink, max_frames=len(decoded))
-    after = pipeline_alone()
-    alone = (before + after) / 2
-    session.close()
-    w, h = source.size
-    return (f"process {Path(clip).name} ({w}x{h}, {result.frames} frames): {result.fps:.1f} fps with decode and "
-            f"encode vs pipeline alone {alone:.1f} fps: process/pipeline {result.fps / alone:.2f}")
+        def key(i: int, frame: np.ndarray) -> None:
+            session.process(frame, i / fps)
+
+        def bare_step(i: int, frame: np.ndarray) -> None:
+            bare.step(srcs[i])
+
+        srcs = [(f[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None].copy() for f in decoded]
+        bare.step(srcs[0])  # warm-up
+        before = rate(bare_step), rate(key)
+        with tempfile.TemporaryDirectory(prefix="obs-rvm-bench-") as tmp:
+            sized = Path(tmp) / "clip.mp4"
+            sink = VideoSink(str(sized), fps, (width, height), False, None)
+            for frame in decoded:
+                sink.write(frame)
+            sink.commit()
+            source = open_source(str(sized))
+            out = VideoSink(str(Path(tmp) / "out.mp4"), fps, (width, height), False, None,
+                            threads=encoder_threads(session))
+            session.reset()
+            result = process(session, source, out, max_frames=len(decoded))
+        after = rate(bare_step), rate(key)
+    finally:
+        session.close()
+    return ClipResult((width, height), result.frames, result.fps, (before[1] + after[1]) / 2,
+                         (before[0] + after[0]) / 2)

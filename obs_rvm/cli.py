@@ -143,7 +143,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .matting import MattingSession
-    from .process import output_has_alpha, process
+    from .process import encoder_threads, output_has_alpha, process
     from .video_io import open_sink, open_source
 
     options = session_options(args)
@@ -151,7 +151,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     session = MattingSession(options, download_progress=_download_bar(), on_status=_status_printer(args.quiet))
     frames = min(filter(None, (source.frames, args.max_frames)), default=None)
     sink = open_sink(args.output, source.fps, source.size, output_has_alpha(session),
-                     None if args.no_audio else source.audio_path, frames / source.fps if frames else None)
+                     None if args.no_audio else source.audio_path, frames / source.fps if frames else None,
+                     encoder_threads(session))
     if getattr(sink, "warning", None):
         print(f"obs-rvm: warning: {sink.warning}", file=sys.stderr)
     with tqdm(total=frames, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
@@ -211,7 +212,7 @@ def positive(kind: type) -> Callable[[str], float]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import gpu_stages, peak_rss, process_vs_pipeline, throughput
+    from .bench import gpu_stages, peak_rss, process_vs_bare, throughput
     from .engines import plan
 
     options = session_options(args)
@@ -231,7 +232,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for w, h in args.sizes:
             print(throughput(options, w, h, args.frames).line(), flush=True)
     if args.clip:
-        print(process_vs_pipeline(options, args.clip, args.frames), flush=True)
+        for w, h in args.sizes:
+            print(process_vs_bare(options, args.clip, w, h, args.process_frames).line(), flush=True)
     if args.rss_frames:
         w, h = args.sizes[0]
         peaks = peak_rss(options, w, h, args.rss_frames, min(50, args.rss_frames))
@@ -312,7 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens under the hood")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("process", help="key a video, image or image sequence into a file")
+    p = sub.add_parser("process", help="key a video, image or image sequence into a file",
+                       description="Key a video, an image or an image sequence into a file. Decoding, keying and "
+                                   "encoding overlap in three threads. Video is written with ffmpeg: .mp4/.mkv/.mov "
+                                   "as H.264 (libx264, preset veryfast, CRF 18), .webm as VP9, transparency as "
+                                   "VP9 (.webm), ProRes 4444 (.mov) or FFV1 (.mkv); the decoder runs on one thread, "
+                                   "the encoder on one thread where the model runs on the CPU (it takes the cores) "
+                                   "and on ffmpeg's choice of threads on a GPU.")
     p.add_argument("input", help="video file, image, folder of images, or pattern like frames/%%05d.png")
     p.add_argument("-o", "--output", required=True,
                    help="video file (.mp4 .mkv .webm .mov) or image pattern like out/%%05d.png")
@@ -355,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frame sizes (default 640x480 1280x720; with --backend tensorrt 1280x720 1920x1080)")
     p.add_argument("--frames", type=int, default=60, help="timed frames per size (default 60)")
     p.add_argument("--rss-frames", type=int, default=500, help="frames for the memory check (0 skips it)")
-    p.add_argument("--clip", metavar="VIDEO", help="also time `obs-rvm process` on this clip vs the pipeline alone")
+    p.add_argument("--clip", metavar="VIDEO", help="also time `obs-rvm process` on this clip, scaled to each size, "
+                                                    "vs the pipeline and the bare model on the same frames")
+    p.add_argument("--process-frames", type=int, default=150, help="frames of --clip per size (default 150)")
     add_pipeline_options(p)
     p.set_defaults(func=cmd_bench)
 

@@ -112,6 +112,11 @@ class MattingSession:
         self._slowest_s = min_inference_s()
 
     @property
+    def on_gpu(self) -> bool:
+        """Whether the engine that runs (or will run first) keys on a GPU."""
+        return self._candidates[0].gpu
+
+    @property
     def engine(self) -> Engine | None:
         """The engine keying the current frame size (None before the first frame)."""
         return self._engine

@@ -112,5 +112,11 @@ def process(session: MattingSession, source: Source, sink: Sink, *, max_frames: 
     return ProcessResult(count, time.perf_counter() - start, session.status.backend)
 
 
+def encoder_threads(session: MattingSession) -> int | None:
+    """One encoder thread where the model runs on the CPU (it takes the cores: more threads only pre-empt it),
+    ffmpeg's own choice where a GPU keys faster than one thread encodes."""
+    return None if session.on_gpu else 1
+
+
 def output_has_alpha(session: MattingSession) -> bool:
     return session.background.variant is Variant.TRANSPARENT

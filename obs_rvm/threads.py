@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
+
+log = logging.getLogger("obs_rvm")
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Lower the calling thread's priority to `nice`; threads it starts later (onnxruntime's pool, a decoder's
+    frame threads) inherit it.
+
+    Linux niceness is per thread. Elsewhere this is a no-op (Windows and macOS set priorities per process here).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError as e:
+            log.debug("cannot lower the priority of thread %s: %s", threading.current_thread().name, e)
 
 
 class StageThread(threading.Thread):

@@ -75,25 +75,56 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def distinct_fps(path: Path, threshold: float = 0.5) -> tuple[float, int]:
+    """Frames per second of a recording that differ from the frame before (mean |difference| of the grey picture
+    above `threshold` levels), and the frame count. A frame OBS repeats because its render lagged is encoded as a
+    copy of the one before: it does not count."""
+    import cv2
+    import numpy as np
+
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    previous, distinct, count = None, 0, 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.int16)
+        count += 1
+        if previous is not None and float(np.abs(grey - previous).mean()) > threshold:
+            distinct += 1
+        previous = grey
+    cap.release()
+    return (distinct / (count - 1) * fps if count > 1 else 0.0), count
+
+
 def obs_run(width: int, height: int, mode: str, seconds: float, enabled: bool, work: Path, source: Path,
-            **extra: object) -> dict:
+            record: bool = False, **extra: object) -> dict:
+    folder = work / ("on-" + "-".join(map(str, extra.values())) if enabled else "off")
+    recordings = folder / "recordings" if record else None
     config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py",
                        site_packages=[Path(p) for p in __import__("site").getsitepackages()],
                        inputs=[media_input("Camera", clip(width, height, work, source),
                                            [ai_filter("AI", enabled=enabled, background=mode, **extra)])],
-                       canvas=(width, height), env={"OBS_RVM_STATS_INTERVAL": "2"})
-    with Obs(config, work / ("on-" + "-".join(map(str, extra.values())) if enabled else "off")) as o:
+                       canvas=(width, height), env={"OBS_RVM_STATS_INTERVAL": "2"}, recordings=recordings)
+    with Obs(config, folder) as o:
         if enabled:
             o.wait_log(r"'AI' on 'Camera': keying", 120)
         time.sleep(3)
+        if record:
+            o.client.start_record()
+            time.sleep(1)  # the encoder's start-up is not what is measured
         before = o.client.get_stats()
         cpu_before, wall_before = cpu_seconds(o._obs.pid), time.monotonic()
         time.sleep(seconds)
         after = o.client.get_stats()
         cpu_share = (cpu_seconds(o._obs.pid) - cpu_before) / (time.monotonic() - wall_before) / os.cpu_count()
+        recorded = Path(o.client.stop_record().output_path) if record else None
     log = o.log_text()
     result = {"skipped": after.render_skipped_frames - before.render_skipped_frames,
               "rendered": after.render_total_frames - before.render_total_frames, "cpu_share": cpu_share}
+    if recorded is not None:
+        result["distinct_fps"], result["recorded_frames"] = distinct_fps(recorded)
     profile = PROFILER.search(log)
     if profile:
         result["main_median"], result["main_p99"] = float(profile.group(1)), float(profile.group(2))
@@ -112,6 +143,9 @@ def main() -> None:
     parser.add_argument("--matte-refresh", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--skip-still", action="store_true")
     parser.add_argument("--clip", type=Path, default=CLIPS / "help.mkv", help="a video, or a picture (a still clip)")
+    parser.add_argument("--record", action="store_true",
+                        help="OBS records during each run (x264, Simple output): prints the distinct frames per "
+                             "second in the file, with the filter vs without")
     args = parser.parse_args()
     os.environ.setdefault("OBS_RVM_MODEL", str(MODEL))
     os.environ.setdefault("OBS_RVM_CACHE_DIR", str(Path(tempfile.gettempdir()) / "obs-rvm-test-cache"))
@@ -120,9 +154,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             engine_before = engine_alone(width, height, args.mode, args.seconds / 2)
-            off = obs_run(width, height, args.mode, args.seconds, False, work, args.clip)
-            runs = {sync: obs_run(width, height, args.mode, args.seconds, True, work, args.clip, sync=sync,
-                                  matte_refresh=args.matte_refresh, skip_still=args.skip_still)
+            off = obs_run(width, height, args.mode, args.seconds, False, work, args.clip, args.record)
+            runs = {sync: obs_run(width, height, args.mode, args.seconds, True, work, args.clip, args.record,
+                                  sync=sync, matte_refresh=args.matte_refresh, skip_still=args.skip_still)
                     for sync in args.sync.split(",")}
             engine_after = engine_alone(width, height, args.mode, args.seconds / 2)
         engine_fps = 2000 / (engine_before + engine_after)
@@ -131,6 +165,9 @@ def main() -> None:
               f"{engine_after:.0f} ms before / after); without the filter OBS render_main_texture median "
               f"{off.get('main_median')} / p99 {off.get('main_p99')} ms, skipped {off['skipped']}/{off['rendered']}, "
               f"OBS CPU {100 * off['cpu_share']:.0f}%")
+        if args.record:
+            print(f"  recorded without the filter: {off['distinct_fps']:.1f} distinct frames/s "
+                  f"({off['recorded_frames']} frames)")
         for sync, on in runs.items():
             live = on.get("layers") == "1"
             print(f"  {sync} ({'live video' if live else 'in sync'}), {on.get('backend', '?')}, matte refresh "
@@ -144,6 +181,9 @@ def main() -> None:
             video = "0 ms (the current frame)" if live else f"{matte:.0f} ms"
             print(f"    latency of the video {video}, of the matte {matte:.0f} ms (median); OBS CPU "
                   f"{100 * on['cpu_share']:.0f}% of all cores")
+            if args.record:
+                print(f"    recorded: {on['distinct_fps']:.1f} distinct frames/s ({on['recorded_frames']} frames), "
+                      f"with/without the filter {on['distinct_fps'] / off['distinct_fps']:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -138,6 +138,8 @@ class ObsConfig:
     start_timeout: float = 90.0
     window_manager: bool = False
     """Run openbox on the display first: Qt dialogs (the filter's properties) only paint with a window manager."""
+    recordings: Path | None = None
+    """Where StartRecord writes (Simple output mode, x264 at the streaming settings, Matroska)."""
 
 
 @functools.cache
@@ -226,7 +228,11 @@ class Obs:
         width, height = self.config.canvas
         (root / "basic" / "profiles" / PROFILE / "basic.ini").write_text(
             f"[General]\nName={PROFILE}\n[Video]\nBaseCX={width}\nBaseCY={height}\nOutputCX={width}\n"
-            f"OutputCY={height}\nFPSType=1\nFPSInt={self.config.fps}\n[Output]\nMode=Simple\n")
+            f"OutputCY={height}\nFPSType=1\nFPSInt={self.config.fps}\n[Output]\nMode=Simple\n"
+            + (f"[SimpleOutput]\nFilePath={self.config.recordings}\nRecFormat=mkv\nRecFormat2=mkv\n"
+               f"RecQuality=Stream\nRecEncoder=x264\n" if self.config.recordings else ""))
+        if self.config.recordings:
+            Path(self.config.recordings).mkdir(parents=True, exist_ok=True)  # OBS refuses a missing folder
         scripts = ([self.config.script] if self.config.script else []) + list(self.config.extra_scripts)
         collections = {COLLECTION: self.config.inputs, **self.config.other_collections}
         for name, inputs in collections.items():

@@ -142,6 +142,30 @@ def test_bench_prints_the_ratio_and_memory():
     assert "pipeline/bare" in result.stdout and "peak RSS 96x64" in result.stdout
 
 
+def test_bench_times_obs_rvm_process_against_the_bare_model_on_the_same_frames():
+    result = obs_rvm("bench", "--sizes", "96x64", "--frames", "2", "--rss-frames", "0", "--clip", str(CLIP),
+                     "--process-frames", "9")
+    line = next(line for line in result.stdout.splitlines() if "obs-rvm process" in line)
+    assert line.startswith("96x64, 9 frames: obs-rvm process") and "bare model" in line, line
+    assert float(re.search(r"process/bare (\d+\.\d+)", line).group(1)) > 0
+
+
+def test_the_encoder_takes_one_thread_where_the_model_takes_the_cores(tmp_path):
+    """On the CPU, more encoder threads only pre-empt inference (docs/performance.md): one thread, every frame."""
+    from obs_rvm.process import encoder_threads
+    from obs_rvm.video_io import open_sink
+
+    session = MattingSession(SessionOptions(backend="cpu"))
+    assert not session.on_gpu and encoder_threads(session) == 1
+    out = tmp_path / "one-thread.mp4"
+    sink = open_sink(str(out), 30.0, (64, 48), False, None, threads=encoder_threads(session))
+    assert sink.proc.args[sink.proc.args.index("-threads") + 1] == "1"
+    for i in range(7):
+        sink.write(np.full((48, 64, 4), 30 * i, np.uint8))
+    sink.commit()
+    assert decoded_frames(out) == 7
+
+
 # --- bad input: one clear line, exit code 1, nothing half-written -----------------------------------------------
 
 

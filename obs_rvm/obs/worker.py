@@ -9,8 +9,6 @@ settings change (the filter passes the video through meanwhile). This module nev
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -20,6 +18,7 @@ import numpy as np
 from ..errors import ObsRvmError
 from ..matting import MattingSession
 from ..slot import LatestSlot
+from ..threads import lower_thread_priority
 from .refresh import StillDetector
 from .settings import FilterSettings
 from .stats import Rate, Rolling
@@ -34,18 +33,6 @@ POLL_S = 0.1
 
 NICE = 10
 """Inference runs at this (Linux) niceness: on a saturated CPU, keying slows down before OBS drops a frame."""
-
-
-def lower_thread_priority() -> None:
-    """Lower the calling thread's priority; threads it starts later (onnxruntime's pool) inherit it.
-
-    Linux niceness is per thread. Elsewhere this is a no-op (Windows and macOS set priorities per process here).
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-        except OSError as e:
-            log.debug("cannot lower the inference thread's priority: %s", e)
 
 
 @dataclass(frozen=True)
@@ -187,7 +174,7 @@ class FilterWorker:
 
     def _run(self) -> None:
         log.debug("%s: worker started", self.label)
-        lower_thread_priority()
+        lower_thread_priority(NICE)
         try:
             while not self._stop.is_set():
                 try:
