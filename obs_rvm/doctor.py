@@ -181,6 +181,21 @@ def check_gpu(facts: hardware.Facts | None = None, probe: Probe | None = None) -
                 fix if idle else "")
 
 
+def check_several_cameras(probe: Probe | None = None) -> Iterator[Check]:
+    """What to expect with the filter on several cameras: they take turns (turns.py), so the matte updates divide."""
+    from .engines import plan
+
+    try:
+        first = plan("auto", probe=probe)[0][0]
+    except ObsRvmError:
+        return
+    where = "the GPU" if first.gpu else "the CPU"
+    yield Check(NA, "Cameras", f"several filters (one per camera) take turns on {where}: each gets about 1/N of the "
+                               f"matte updates of one filter, the video stays at OBS's frame rate"
+                               + ("" if first.gpu else " (2 cores, 640x480: ~14/s for one, ~6 each for two, "
+                                                       "~2 each for three)"))
+
+
 def check_model() -> Iterator[Check]:
     """Which model the filter will use and why: the same rule it follows (models.resolve_model), without a download."""
     from .graph_build import load_rvm
@@ -243,8 +258,8 @@ def check_camera() -> Iterator[Check]:
 def run_checks() -> list[Check]:
     checks = [*check_obs(), *check_packages()]
     facts = hardware.gather(f"{sys.version_info[0]}.{sys.version_info[1]}")
-    checks += [*check_gpu(facts), *check_model(), *check_caches(hardware.decide(facts).tensorrt is not None),
-               *check_camera()]
+    checks += [*check_gpu(facts), *check_several_cameras(), *check_model(),
+               *check_caches(hardware.decide(facts).tensorrt is not None), *check_camera()]
     return checks
 
 

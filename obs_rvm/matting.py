@@ -24,6 +24,7 @@ from .errors import BackendError, InputError
 from .graph import GraphSpec, prepare
 from .heap import release_free_memory
 from .models import ModelFile, ProgressFn, resolve_model
+from .turns import INFERENCE
 
 log = logging.getLogger("obs_rvm")
 
@@ -155,7 +156,8 @@ class MattingSession:
             self.status.resets += 1
         extra = background.inputs(height, width, time.monotonic() if t is None else t)
         started = time.perf_counter()
-        out = engine.run(np.ascontiguousarray(frame), extra)
+        with INFERENCE.turn(self):  # several filters in one OBS take turns, each with its own state
+            out = engine.run(np.ascontiguousarray(frame), extra)
         if (rest := started + self._slowest_s - time.perf_counter()) > 0:
             (self._cancel or threading.Event()).wait(rest)
         return out
@@ -214,5 +216,6 @@ class MattingSession:
         return previous is not None and float(np.abs(thumb - previous).mean()) > self.options.scene_cut
 
     def close(self) -> None:
+        INFERENCE.forget(self)
         self._close_engine()
         self.background.close()

@@ -7,7 +7,8 @@ compare numbers from one run). Prints the filter's own video_render time (median
 render time, skipped frames, inference and shown fps, and the capture-to-screen latency.
 
     .venv/bin/python scripts/bench_obs_filter.py [--seconds 20] [--sizes 640x480,1280x720] [--mode blur]
-        [--sync sync,live] [--matte-refresh 1] [--skip-still] [--clip FILE]
+        [--sync sync,live] [--matte-refresh 1] [--skip-still] [--clip FILE] [--record]
+    .venv/bin/python scripts/bench_obs_filter.py --filters 3 --sizes 640x480   # several cameras, one OBS
 
 With --sync sync,live the filter runs once per mode; for each it prints frames drawn per second (live: the current
 video drawn over the newest matte), matte updates per second, the latency of the video and of the matte, and the
@@ -134,6 +135,55 @@ def obs_run(width: int, height: int, mode: str, seconds: float, enabled: bool, w
     return result
 
 
+def filters_run(count: int, filtered: bool, width: int, height: int, mode: str, seconds: float, work: Path,
+                source: Path) -> dict:
+    """`count` sources playing the clip (stacked, each drawn whole), each with the filter in live video if
+    `filtered`: OBS's skipped frames and render time, and each filter's matte updates and drawn frames per second."""
+    movie = clip(width, height, work, source)
+    inputs = [media_input(f"Camera{i + 1}", movie, [ai_filter("AI", background=mode, sync="live")] if filtered
+                          else []) for i in range(count)]
+    config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py",
+                       site_packages=[Path(p) for p in __import__("site").getsitepackages()], inputs=inputs,
+                       canvas=(width, height), env={"OBS_RVM_STATS_INTERVAL": "2"})
+    with Obs(config, work / f"filters-{count}-{int(filtered)}") as o:
+        if filtered:
+            for i in range(count):
+                o.wait_log(rf"'AI' on 'Camera{i + 1}': keying", 180)
+        time.sleep(5)
+        before = o.client.get_stats()
+        time.sleep(seconds)
+        after = o.client.get_stats()
+    log = o.log_text()
+    result = {"skipped": after.render_skipped_frames - before.render_skipped_frames,
+              "rendered": after.render_total_frames - before.render_total_frames,
+              "render_ms": after.average_frame_render_time, "filters": []}
+    for i in range(count if filtered else 0):
+        lines = re.findall(rf"stats AI Background 'AI' on 'Camera{i + 1}': (.*)", log)
+        result["filters"].append(dict(kv.split("=", 1) for kv in lines[-1].split()) if lines else {})
+    return result
+
+
+def filters_table(most: int, width: int, height: int, mode: str, seconds: float, source: Path) -> None:
+    """The several-cameras table: N sources without the filter, then 1..N sources each with it, one OBS each."""
+    print(f"{width}x{height} {mode}, live video, {source.name} as N stacked sources, {seconds:g} s each:")
+    print("| N filters | OBS skipped frames | OBS average frame render time | matte updates/s per filter (total) "
+          "| drawn/s per filter | filter render median / p99 | captures not keyed |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for count, filtered in [(most, False), *((n, True) for n in range(1, most + 1))]:
+            r = filters_run(count, filtered, width, height, mode, seconds, Path(tmp), source)
+            mattes = [float(f.get("inference_fps", "nan")) for f in r["filters"]]
+            drawn = [float(f.get("drawn_fps", "nan")) for f in r["filters"]]
+            share = f"{', '.join(f'{m:.1f}' for m in mattes)} ({sum(mattes):.1f})" if mattes else "-"
+            render = ", ".join(f"{f.get('render_median_ms', '?')} / {f.get('render_p99_ms', '?')}"
+                               for f in r["filters"])
+            print(f"| {count if filtered else f'0 ({count} sources)'} | {r['skipped']} / {r['rendered']} "
+                  f"({100 * r['skipped'] / max(1, r['rendered']):.1f}%) | {r['render_ms']:.1f} ms | {share} | "
+                  f"{', '.join(f'{d:.1f}' for d in drawn) or '-'} | "
+                  f"{render or '-'} | "
+                  f"{', '.join(f.get('dropped', '?') for f in r['filters']) or '-'} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -146,9 +196,17 @@ def main() -> None:
     parser.add_argument("--record", action="store_true",
                         help="OBS records during each run (x264, Simple output): prints the distinct frames per "
                              "second in the file, with the filter vs without")
+    parser.add_argument("--filters", type=int, default=0, metavar="N",
+                        help="instead: OBS with 1..N sources, each with the filter (live video), and N without: "
+                             "skipped frames, render time, each filter's matte and drawn rates")
     args = parser.parse_args()
     os.environ.setdefault("OBS_RVM_MODEL", str(MODEL))
     os.environ.setdefault("OBS_RVM_CACHE_DIR", str(Path(tempfile.gettempdir()) / "obs-rvm-test-cache"))
+    if args.filters:
+        for size in args.sizes.split(","):
+            width, height = map(int, size.split("x"))
+            filters_table(args.filters, width, height, args.mode, args.seconds, args.clip)
+        return
     for size in args.sizes.split(","):
         width, height = map(int, size.split("x"))
         with tempfile.TemporaryDirectory() as tmp:

@@ -28,7 +28,8 @@ FORKY_PACKAGES=(mesa-vulkan-drivers libvulkan1)
 DEFAULT_TESTS=(tests/test_obs_filter.py tests/test_obs_script.py tests/test_obs_worker.py tests/test_installer.py
                tests/test_install_parts.py tests/test_cli.py
                tests/test_obs_live.py::test_still_picture_equals_the_pipelines_composite_in_every_mode
-               tests/test_obs_soak.py::test_removal_storm_never_crashes_obs tests/test_webgpu.py)
+               tests/test_obs_soak.py::test_removal_storm_never_crashes_obs tests/test_webgpu.py
+               tests/test_obs_cameras.py tests/test_turns.py)
 VENV=/opt/obs-rvm-venv  # inside the root
 
 say() { echo "obs_matrix: $*" >&2; }

@@ -365,6 +365,16 @@ def test_doctor_on_an_amd_gpu_with_webgpu(pc):
     assert list(lines) == ["GPU", "onnxruntime-ep-webgpu", "Backend"]
 
 
+def test_doctor_says_what_several_cameras_get():
+    """Filters take turns (turns.py): the doctor says the matte updates divide, on the device the plan picks."""
+    webgpu = EpDevice(PLUGINS["webgpu"].ep_name, "GPU", "AMD")
+    (on_gpu,) = doctor.check_several_cameras(Described({"webgpu": [webgpu]}))
+    (on_cpu,) = doctor.check_several_cameras(Described({}))
+    assert on_gpu.topic == on_cpu.topic == "Cameras"
+    assert "take turns on the GPU" in on_gpu.message and "1/N" in on_gpu.message and "cores" not in on_gpu.message
+    assert "take turns on the CPU" in on_cpu.message and "~2 each for three" in on_cpu.message
+
+
 @pytest.mark.parametrize("wheel", ["installed", "missing"])
 def test_doctor_names_the_vulkan_fix_when_webgpu_finds_no_gpu(pc, monkeypatch, wheel):
     """The WebGPU wheel is part of the described PC (the doctor imports it for real, so this machine's own

@@ -3,7 +3,8 @@ providers (TensorRT-RTX, WebGPU, OpenVINO; plugin_eps.py) on the device the plan
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,30 @@ def provider_options(provider: str, graph: PreparedGraph, device: EpDevice) -> d
     return {}
 
 
+_shared: dict[tuple, list] = {}
+"""(graph file, threads, providers) -> [session, engines using it]: filters keying the same graph at the same size
+share one session (a 720p session's arena holds a few hundred MiB); each engine keeps its own recurrent state."""
+_shared_lock = threading.Lock()
+
+
+def _share(key: tuple, open_session: Callable[[], object]) -> object:
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is None:
+            entry = _shared[key] = [open_session(), 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def _unshare(key: tuple) -> None:
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del _shared[key]
+
+
 def _reason(error: Exception) -> str:
     """onnxruntime's message without the source location of its check: "... cc:136 <function> <condition> was
     false. Failed to get a WebGPU adapter: No supported adapters" says the last sentence to a user."""
@@ -65,6 +90,7 @@ class OnnxRuntimeEngine(Engine):
                  provider: str = "", device: EpDevice | None = None) -> None:
         """CPU, CUDA (`cuda`), or a plugin provider (`provider` with its `device`, from the plan)."""
         super().__init__(graph)
+        self._shared_key: tuple | None = None
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -92,11 +118,15 @@ class OnnxRuntimeEngine(Engine):
             self.device = f"{plugin.title} ({device.describe()})"
         else:
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+            key = (str(graph.path), threads, tuple(providers))
             try:
-                self.session = ort.InferenceSession(str(graph.path), options, providers=providers)
+                self.session = _share(key, lambda: ort.InferenceSession(str(graph.path), options,
+                                                                        providers=providers))
             except Exception as e:  # onnxruntime raises its own exception types for OOM, bad graphs, CUDA failures
                 raise BackendError(f"onnxruntime could not load the prepared graph: {e}") from e
+            self._shared_key = key
             if cuda and self.session.get_providers()[0] != "CUDAExecutionProvider":
+                self.close()
                 raise BackendError("onnxruntime's CUDA provider could not start (no CUDA device or CUDA libraries)")
             self.device = "CUDA" if cuda else f"CPU ({threads or 'all'} threads)"
         self._zero_state = {n: np.zeros(shape, dtype) for n, (shape, dtype) in graph.state_inputs.items()}
@@ -112,5 +142,9 @@ class OnnxRuntimeEngine(Engine):
         self._state = dict(self._zero_state)
 
     def close(self) -> None:
-        """Drop the session now (its arena holds a few hundred MiB at 720p), not whenever the engine is collected."""
+        """Drop the session now (its arena holds a few hundred MiB at 720p), not whenever the engine is collected;
+        a session shared with other engines goes with the last of them."""
+        if self._shared_key is not None:
+            _unshare(self._shared_key)
+            self._shared_key = None
         self.session = None

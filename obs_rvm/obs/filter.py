@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import replace
 
+from ..turns import INFERENCE
 from . import libobs as obs
 from . import properties
 from . import settings as keys
@@ -151,6 +152,7 @@ class AiBackground:
             self.gpu.draw_input(width, height)
             return
         if now != self.frame_time:  # first call in this video frame: capture once, take the newest keyed frame
+            INFERENCE.observe_lag(obs.obs_get_lagged_frames())
             self.wait_ms.add((time.monotonic_ns() - now) / 1e6)  # both on CLOCK_MONOTONIC (os_gettime_ns)
             interval, self.frame_time = now - self.frame_time, now
             previous = self.gpu.read_previous()
@@ -249,7 +251,7 @@ class AiBackground:
                        inference_ms=worker.inference_ms.median(), dropped=worker.dropped,
                        drawn_fps=self.drawn_rate.per_second(self.frame_time / 1e9) if self._layers
                        else render.shown_fps, still_skipped=worker.still.skipped, sync=self.settings.sync,
-                       refresh=self.settings.matte_refresh)
+                       refresh=self.settings.matte_refresh, sharing=max(1, INFERENCE.sharing()))
 
     def snapshot(self) -> WorkerStatus:
         worker = self.worker

@@ -124,6 +124,7 @@ blog = _fn("blog", None, c_int, c_char_p)  # variadic in C: only ever called wit
 obs_register_source_s = _fn("obs_register_source_s", None, POINTER(SourceInfo), c_size_t)
 obs_get_locale = _fn("obs_get_locale", c_char_p)
 obs_get_video_frame_time = _fn("obs_get_video_frame_time", c_u64)
+obs_get_lagged_frames = _fn("obs_get_lagged_frames", c_uint32)
 obs_enter_graphics = _fn("obs_enter_graphics", None)
 obs_leave_graphics = _fn("obs_leave_graphics", None)
 obs_get_base_effect = _fn("obs_get_base_effect", P, c_int)

@@ -34,6 +34,8 @@ class Numbers:
     sync: str = "auto"
     """The sync setting (auto, sync, live), to say why the mode in use was chosen."""
     refresh: int = 1
+    sharing: int = 1
+    """Filters in this OBS that took turns keying within the last seconds (turns.py), this one included."""
 
 
 def cpu_saved(numbers: Numbers) -> float | None:
@@ -64,6 +66,9 @@ def describe(tr: Callable[[str], str], status: WorkerStatus, numbers: Numbers) -
                      f"{tr('Status.Ratio')} {status.downsample_ratio or 0:g}")
         lines.append(f"{tr('Status.Inference')}: {numbers.inference_fps:.1f} fps ({_ms(numbers.inference_ms)}) · "
                      f"{tr('Status.Shown')}: {numbers.shown_fps:.1f} fps · {tr('Status.Dropped')}: {numbers.dropped}")
+        if numbers.sharing > 1:
+            lines.append(f"{tr('Status.Shared')}: {numbers.sharing} {tr('Status.SharedTurns')} · "
+                         f"{tr('Status.SharedThis')} {numbers.inference_fps:.1f} fps")
         lines.extend(_mode_lines(tr, status, numbers))
         lines.append(f"{tr('Status.Render')}: {_ms(numbers.render_median_ms, 2)} median, "
                      f"{_ms(numbers.render_p99_ms, 2)} p99")
@@ -111,4 +116,4 @@ def stats_line(status: WorkerStatus, numbers: Numbers) -> str:
             f"inference_ms={num(numbers.inference_ms)} shown_fps={numbers.shown_fps:.2f} "
             f"latency_ms={num(numbers.latency_ms)} dropped={numbers.dropped} frames={status.frames} "
             f"backend={status.backend.replace(' ', '_') or '-'} layers={int(status.layers)} "
-            f"drawn_fps={numbers.drawn_fps:.2f} still_skipped={numbers.still_skipped}")
+            f"drawn_fps={numbers.drawn_fps:.2f} still_skipped={numbers.still_skipped} sharing={numbers.sharing}")
