@@ -25,8 +25,9 @@ SHARE_WINDOW_S = 3.0
 """A user that took a turn within this many seconds counts as sharing (for the status line)."""
 PAUSE_STEP_S = 0.02
 """The pause grows by this much for each frame OBS rendered late..."""
-PAUSE_EASE_S = 0.01
-"""...and shrinks by this much for each second without one."""
+PAUSE_EASE = 0.8
+"""...and shrinks to this share for each second without one (a hiccup, such as OBS loading a scene, is forgotten
+within seconds)."""
 MAX_PAUSE_S = 0.25
 """Keying never pauses longer than this between turns: where OBS's own drawing is what runs late (software OpenGL at
 1280x720), a longer pause would only age the matte (measured: OBS lagged as much with one matte a second)."""
@@ -74,7 +75,7 @@ class Turns:
                 self.pause_s = min(MAX_PAUSE_S, self.pause_s + PAUSE_STEP_S * (lagged - self._lagged))
                 self._calm_since = now
             elif now - self._calm_since >= 1.0:
-                self.pause_s = max(0.0, self.pause_s - PAUSE_EASE_S)
+                self.pause_s = self.pause_s * PAUSE_EASE if self.pause_s > 0.002 else 0.0
                 self._calm_since = now
             self._lagged = lagged
 

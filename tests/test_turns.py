@@ -11,7 +11,7 @@ import pytest
 
 from obs_rvm.backgrounds import BackgroundConfig
 from obs_rvm.matting import MattingSession, SessionOptions
-from obs_rvm.turns import INFERENCE, MAX_PAUSE_S, PAUSE_EASE_S, PAUSE_STEP_S, Turns
+from obs_rvm.turns import INFERENCE, MAX_PAUSE_S, PAUSE_EASE, PAUSE_STEP_S, Turns
 
 from reference import clip_frames
 
@@ -122,7 +122,7 @@ def test_frames_the_host_rendered_late_pause_keying_and_calm_seconds_resume_it()
     turns.observe_lag(7000, now=100.9)
     assert turns.pause_s == MAX_PAUSE_S, "less than a calm second"
     turns.observe_lag(7000, now=101.3)
-    assert turns.pause_s == pytest.approx(MAX_PAUSE_S - PAUSE_EASE_S)
+    assert turns.pause_s == pytest.approx(MAX_PAUSE_S * PAUSE_EASE)
 
     turns.pause_s = 0.05
     order = []
