@@ -44,6 +44,11 @@ class BareModel:
     def reset(self) -> None:
         self.state = [np.zeros((1, 1, 1, 1), self.dtype)] * 4
 
+    @staticmethod
+    def src(rgba: np.ndarray) -> np.ndarray:
+        """uint8 RGBA [H,W,4] -> the model's float `src` [1,3,H,W] in 0..1 (contiguous)."""
+        return np.ascontiguousarray((rgba[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None])
+
     def step(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """src float [1,3,H,W] in 0..1 -> (fgr, pha) NCHW, feeding r*o back as r*i."""
         feeds = {"src": src.astype(self.dtype, copy=False), "downsample_ratio": self.ratio}
@@ -53,8 +58,7 @@ class BareModel:
 
     def __call__(self, rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 RGBA [H,W,4] -> (fgr [H,W,3], pha [H,W,1]) as float32 in 0..1."""
-        src = (rgba[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None]
-        fgr, pha = self.step(src)
+        fgr, pha = self.step(self.src(rgba))
         return fgr[0].transpose(1, 2, 0).astype(np.float32), pha[0].transpose(1, 2, 0).astype(np.float32)
 
 
@@ -91,7 +95,7 @@ def throughput(options: SessionOptions, width: int, height: int, frames: int) ->
         session.process(frame, 0.0)
     ratio = session.status.downsample_ratio or 0.0
     bare = BareModel(session.model.path, ratio, options.threads)
-    src = (frame[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None].copy()
+    src = BareModel.src(frame)
     for _ in range(3):
         bare.step(src)
     bare_times, pipe_times = [], []
@@ -246,14 +250,15 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
                 busy += time.perf_counter() - t0
             return len(decoded) / busy
 
+        srcs = [BareModel.src(f) for f in decoded]
+        bare.step(srcs[0])  # warm-up
+
         def key(i: int, frame: np.ndarray) -> None:
             session.process(frame, i / fps)
 
         def bare_step(i: int, frame: np.ndarray) -> None:
             bare.step(srcs[i])
 
-        srcs = [(f[..., :3].astype(np.float32) / 255).transpose(2, 0, 1)[None].copy() for f in decoded]
-        bare.step(srcs[0])  # warm-up
         before = rate(bare_step), rate(key)
         with tempfile.TemporaryDirectory(prefix="obs-rvm-bench-") as tmp:
             sized = Path(tmp) / "clip.mp4"
@@ -270,4 +275,4 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
     finally:
         session.close()
     return ClipResult((width, height), result.frames, result.fps, (before[1] + after[1]) / 2,
-                         (before[0] + after[0]) / 2)
+                      (before[0] + after[0]) / 2)

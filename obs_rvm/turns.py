@@ -41,8 +41,6 @@ class Turns:
         self._next_ticket = 0
         self._serving = 0
         self._last_turn: dict[int, float] = {}
-        self.taken = 0
-        """Turns served so far (for tests and benchmarks)."""
         self.pause_s = 0.0
         """Held at the end of every turn (see the module's pacing)."""
         self._lagged: int | None = None
@@ -64,8 +62,12 @@ class Turns:
                 time.sleep(self.pause_s)
             with self._cond:
                 self._serving += 1
-                self.taken += 1
                 self._cond.notify_all()
+
+    @property
+    def taken(self) -> int:
+        """Turns served so far (for tests and benchmarks)."""
+        return self._serving
 
     def observe_lag(self, lagged: int, now: float | None = None) -> None:
         """The host's running count of frames rendered late (OBS: obs_get_lagged_frames), read once a frame."""
