@@ -59,8 +59,8 @@ class CameraResult:
     """From the start of capture to the end of the run."""
     captured: int
     written: int
-    write_span: float
-    """From the first write to the last."""
+    write_times: list[float]
+    """time.monotonic() of each write: the output clock's ticks as they happened."""
     records: list[FrameRecord] = field(default_factory=list)
     dropped: int = 0
     """Captured frames replaced by a newer one before inference took them."""
@@ -72,6 +72,11 @@ class CameraResult:
     @property
     def keyed(self) -> int:
         return len(self.records)
+
+    @property
+    def write_span(self) -> float:
+        """From the first write to the last."""
+        return self.write_times[-1] - self.write_times[0] if self.write_times else 0.0
 
     @property
     def output_fps(self) -> float:
@@ -120,8 +125,7 @@ class _Output:
         self.late_ticks = 0
         self.skipped_ticks = 0
         self.write_s: list[float] = []
-        self.first_write: float | None = None
-        self.last_write: float | None = None
+        self.write_t: list[float] = []
         self._mark = (0, 0)  # (decoded, keyed) counts at the last report
 
     def run(self) -> None:
@@ -161,11 +165,9 @@ class _Output:
         self.sink.write(keyed.rgba)
         self.write_s.append(time.perf_counter() - start)
         record = keyed.record
-        self.last_write = time.monotonic()
-        if self.first_write is None:
-            self.first_write = self.last_write
+        self.write_t.append(time.monotonic())
         if record.first_write_t is None:
-            record.first_write_t = self.last_write
+            record.first_write_t = self.write_t[-1]
             record.first_output = self.written
         record.writes += 1
         self.written += 1
@@ -246,7 +248,7 @@ def run_camera(config: CameraConfig, options: SessionOptions, log: Callable[[str
             session.close()
     sink.commit()
     result = CameraResult(config.output, fps, end - pipeline.t0, len(pipeline.decode_s), output.written,
-                          (output.last_write or 0) - (output.first_write or 0), pipeline.records,
+                          output.write_t, pipeline.records,
                           pipeline.frames.dropped, output.late_ticks, output.skipped_ticks)
     if config.frame_log:
         write_frame_log(config.frame_log, result, pipeline.t0)
