@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -31,8 +32,8 @@ OOM_WARNING = ("Requested amount of GPU memory (1073741824 bytes) could not be a
                "free memory for allocation to succeed.")
 
 
-def graph(variant: Variant = Variant.REPLACE):
-    return prepare(resolve_model(None), GraphSpec(WIDTH, HEIGHT, 0.5, variant, fp16=True))
+def graph(variant: Variant = Variant.REPLACE, feather: int = 0):
+    return prepare(resolve_model(None), GraphSpec(WIDTH, HEIGHT, 0.5, variant, fp16=True, feather=feather))
 
 
 def log_error(logger, message: str, level: str = "ERROR") -> None:
@@ -210,13 +211,15 @@ def test_close_frees_pinned_buffers_before_detaching(engine_parts):
     engine.close()  # twice is harmless
 
 
-# 8. one logger per engine
+# 8. one logger per loaded engine
 
 
 def test_two_engines_never_report_each_others_errors(engine_parts):
+    """Two filters keying different graphs (here: feathered and not; the same I/O) load two engines, each with its
+    own logger: one camera's failure never carries the other's errors."""
     trt = engine_parts.trt
     first = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
-    second = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    second = trt_module.TensorRTEngine(graph(feather=2), cache=engine_parts.cache)
     first_logger, second_logger = trt.created["loggers"]
 
     def execute(logger) -> bool:
@@ -236,7 +239,75 @@ def test_two_engines_never_report_each_others_errors(engine_parts):
     second.close()
 
 
-# 9. the GPU tests' frame source ends when there are no clips
+# 9. one engine per prepared graph, shared by the filters keying it; each filter's own context and state
+
+
+def test_two_engines_on_one_graph_share_the_engine_and_keep_their_own_contexts(engine_parts):
+    trt, cuda = engine_parts.trt, engine_parts.cuda
+    first = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    second = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    try:
+        assert len(trt.created["engines"]) == 1, "deserialized once"
+        assert len(trt.created["contexts"]) == 2 and first._context is not second._context
+        assert first.built and not second.built, "only the engine that built it says it was built"
+        assert len(cuda.streams) == 2 and first._io is not second._io
+        first_states, second_states = first._io.states(), second._io.states()
+        first.run(frame(), background())
+        assert first._io.states() == first_states[::-1], "the running engine swaps its own states"
+        assert second._io.states() == second_states, "and leaves the other's alone"
+        second.run(frame(), background())
+        assert second._io.states() == second_states[::-1] and first._io.states() == first_states[::-1]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_closing_one_engine_leaves_the_other_keying(engine_parts):
+    trt, cuda = engine_parts.trt, engine_parts.cuda
+    first = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    mine = len(cuda.host_allocations)
+    second = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    first_pinned, second_pinned = cuda.host_allocations[:mine], cuda.host_allocations[mine:]
+    first.run(frame(), background())
+    first.close()
+    assert all(a.freed for a in first_pinned) and cuda.leaked == [], "freed while the context is current"
+    assert not any(a.freed for a in second_pinned), "the second engine's buffers are its own"
+    assert trt.created["engines"][0]() is not None, "the shared engine stays while a filter uses it"
+    assert second.run(frame(), background()).shape == (HEIGHT, WIDTH, 4)
+    second.close()
+
+
+def test_the_last_engine_to_close_releases_the_shared_engine_with_the_context_current(engine_parts):
+    trt, cuda = engine_parts.trt, engine_parts.cuda
+    first = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    second = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    second.run(frame(), background())
+    released: list[bool] = []
+    weakref.finalize(trt.created["engines"][0](), lambda: released.append(
+        bool(cuda.current) and not cuda.current[-1].detached))
+    first.close()
+    assert released == []
+    second.close()
+    assert released == [True], "released by the last engine, while the CUDA context is current"
+    assert all(context() is None for context in trt.created["contexts"])
+    assert all(a.freed for a in cuda.host_allocations) and cuda.leaked == [] and cuda.current == []
+    third = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    assert len(trt.created["engines"]) == 2 and not third.built, "loaded afresh, from the cache"
+    third.close()
+
+
+def test_a_failed_load_is_not_shared(engine_parts):
+    trt = engine_parts.trt
+    trt.behaviour.deserialize = lambda logger, payload: log_error(logger, OOM_ERROR)
+    with pytest.raises(BackendError, match="GPU out of memory while loading"):
+        trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    trt.behaviour.deserialize = None
+    engine = trt_module.TensorRTEngine(engine_parts.graph, cache=engine_parts.cache)
+    assert len(trt.created["engines"]) == 1
+    engine.close()
+
+
+# 10. the GPU tests' frame source ends when there are no clips
 
 
 def test_clip_frames_raises_when_no_clip_opens(tmp_path):
@@ -260,7 +331,7 @@ def test_clip_frames_gives_the_frames_asked_for():
     assert len(frames) == 5 and frames[0].shape == (HEIGHT, WIDTH, 4) and frames[0].dtype == np.uint8
 
 
-# 10. a TensorRT without NetworkDefinitionCreationFlag.STRONGLY_TYPED
+# 11. a TensorRT without NetworkDefinitionCreationFlag.STRONGLY_TYPED
 
 
 @pytest.mark.parametrize("strongly_typed", [True, False])

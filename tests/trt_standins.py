@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import sys
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -34,7 +35,8 @@ def make_tensorrt(version: str = "10.13.0", strongly_typed: bool = True) -> type
                                           built=b"engine bytes")
     """What the test wants: builder/runtime(logger) log before the factory fails, deserialize(logger, payload) and
     execute(logger) stand in for TensorRT's own calls (and log what it would)."""
-    trt.created = {"networks": [], "loggers": []}
+    trt.created = {"networks": [], "loggers": [], "engines": [], "contexts": []}
+    """What was made; engines and contexts as weak references, so a test sees when the last user lets go."""
 
     class Severity(enum.IntEnum):
         INTERNAL_ERROR = 0
@@ -115,8 +117,9 @@ def make_tensorrt(version: str = "10.13.0", strongly_typed: bool = True) -> type
             return True
 
     class Context:
-        def __init__(self, logger) -> None:
+        def __init__(self, logger, engine) -> None:
             self.logger = logger
+            self.engine = engine  # as TensorRT's binding does: a context keeps its engine alive
 
         def set_input_shape(self, name, shape) -> bool:
             return True
@@ -147,7 +150,9 @@ def make_tensorrt(version: str = "10.13.0", strongly_typed: bool = True) -> type
             return self._io[name][2]
 
         def create_execution_context(self):
-            return Context(self.logger)
+            context = Context(self.logger, self)
+            trt.created["contexts"].append(weakref.ref(context))
+            return context
 
     class Runtime:
         def __init__(self, logger) -> None:
@@ -160,7 +165,9 @@ def make_tensorrt(version: str = "10.13.0", strongly_typed: bool = True) -> type
         def deserialize_cuda_engine(self, payload: bytes):
             if trt.behaviour.deserialize:
                 return trt.behaviour.deserialize(self.logger, payload)
-            return Engine(trt.behaviour.io, self.logger)
+            engine = Engine(trt.behaviour.io, self.logger)
+            trt.created["engines"].append(weakref.ref(engine))
+            return engine
 
     trt.Builder, trt.Runtime, trt.OnnxParser = Builder, Runtime, OnnxParser
     return trt

@@ -3,8 +3,7 @@ providers (TensorRT-RTX, WebGPU, OpenVINO; plugin_eps.py) on the device the plan
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from ..graph import FRAME, OUTPUT, STATE_INPUTS, STATE_OUTPUTS, PreparedGraph
 from ..paths import cache_dir
 from .base import Engine
 from .plugin_eps import PLUGINS, EpDevice
+from .shared import SharedObjects
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -47,28 +47,9 @@ def provider_options(provider: str, graph: PreparedGraph, device: EpDevice) -> d
     return {}
 
 
-_shared: dict[tuple, list] = {}
-"""(graph file, threads, providers) -> [session, engines using it]: filters keying the same graph at the same size
-share one session (a 720p session's arena holds a few hundred MiB); each engine keeps its own recurrent state."""
-_shared_lock = threading.Lock()
-
-
-def _share(key: tuple, open_session: Callable[[], object]) -> object:
-    with _shared_lock:
-        entry = _shared.get(key)
-        if entry is None:
-            entry = _shared[key] = [open_session(), 0]
-        entry[1] += 1
-        return entry[0]
-
-
-def _unshare(key: tuple) -> None:
-    with _shared_lock:
-        entry = _shared.get(key)
-        if entry is not None:
-            entry[1] -= 1
-            if entry[1] <= 0:
-                del _shared[key]
+_sessions: SharedObjects[tuple, object] = SharedObjects()
+"""(graph file, threads, providers) -> session: filters keying the same graph at the same size share one session (a
+720p session's arena holds a few hundred MiB); each engine keeps its own recurrent state."""
 
 
 def _reason(error: Exception) -> str:
@@ -120,8 +101,8 @@ class OnnxRuntimeEngine(Engine):
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
             key = (str(graph.path), threads, tuple(providers))
             try:
-                self.session = _share(key, lambda: ort.InferenceSession(str(graph.path), options,
-                                                                        providers=providers))
+                self.session = _sessions.acquire(key, lambda: ort.InferenceSession(str(graph.path), options,
+                                                                                   providers=providers))
             except Exception as e:  # onnxruntime raises its own exception types for OOM, bad graphs, CUDA failures
                 raise BackendError(f"onnxruntime could not load the prepared graph: {e}") from e
             self._shared_key = key
@@ -145,6 +126,6 @@ class OnnxRuntimeEngine(Engine):
         """Drop the session now (its arena holds a few hundred MiB at 720p), not whenever the engine is collected;
         a session shared with other engines goes with the last of them."""
         if self._shared_key is not None:
-            _unshare(self._shared_key)
+            _sessions.release(self._shared_key)
             self._shared_key = None
         self.session = None

@@ -7,7 +7,11 @@ stream and the events that time each stage (device_io.py).
 
 Everything is allocated once per engine. Per frame only the RGBA frame goes up and the keyed frame comes down;
 background inputs go up only when a different array object arrives; RVM's recurrent state never leaves the GPU.
-Each engine has its own TensorRT logger, so two filters (two cameras) each report their own errors.
+
+Filters (cameras) keying the same prepared graph share one deserialized engine, its runtime and its logger (shared.py);
+each has its own execution context, buffers, stream, recurrent state and uploaded background. Runs are serialized by
+turns.py and `run` clears the logger before executing, so a failure reports the running filter's reason; filters
+keying different graphs have separate loggers altogether.
 
 tensorrt and pycuda are imported only when needed, so this module loads (and explains their absence) anywhere.
 """
@@ -18,6 +22,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +32,7 @@ from ..graph import FRAME, GRAPH_VERSION, OUTPUT, STATE_INPUTS, STATE_OUTPUTS, P
 from .base import Engine
 from .device_io import DeviceIO, PrimaryContext, cuda_errors
 from .gpu import MIN_TENSORRT_CAPABILITY, GpuInfo, find_gpu
+from .shared import SharedObjects
 from .trt_cache import EngineCache
 
 log = logging.getLogger("obs_rvm")
@@ -122,10 +129,10 @@ def _is_out_of_memory(messages: list[str]) -> bool:
 
 
 def _trt_logger(trt):
-    """A logger for one engine. Since TensorRT 8.2 the logger given to a builder or runtime is the one used for all
-    it creates (only the global getLogger() of plugins keeps the first, and TensorRT warns that it does), so each
-    engine keeps its own last errors and warnings: its failures say why, and two engines (two filters) never report
-    each other's. TensorRT may call it from its own threads."""
+    """A logger for one loaded engine. Since TensorRT 8.2 the logger given to a builder or runtime is the one used
+    for all it creates, execution contexts included (only the global getLogger() of plugins keeps the first, and
+    TensorRT warns that it does), so each loaded engine keeps its own last errors and warnings: its failures say why,
+    and filters keying different graphs never report each other's. TensorRT may call it from its own threads."""
     severity = trt.ILogger.Severity
 
     class Logger(trt.ILogger):
@@ -254,6 +261,26 @@ def build_engine(graph: PreparedGraph, gpu: GpuInfo, *, on_status: StatusFn, cac
     return bytes(serialized)
 
 
+@dataclass
+class _Loaded:
+    """What the filters keying one prepared graph share: the deserialized engine (weights and kernels, loaded or
+    built once), the runtime it came from, and the logger TensorRT reports to for every context made from it. The
+    activation memory belongs to each filter's execution context."""
+
+    runtime: Any
+    engine: Any
+    logger: Any
+
+    def drop(self) -> None:
+        """The engine, then its runtime: run by the last filter using them, with the CUDA context current."""
+        self.engine = None
+        self.runtime = None
+
+
+_engines: SharedObjects[str, _Loaded] = SharedObjects()
+"""Engine cache file -> the engine loaded from it: the file's key holds everything that makes one engine differ."""
+
+
 class TensorRTEngine(Engine):
     backend = "tensorrt"
 
@@ -266,19 +293,20 @@ class TensorRTEngine(Engine):
         self.gpu = gpu
         self.device = f"CUDA ({gpu.name}, {'FP16' if graph.spec.fp16 else 'FP32'})"
         self.built = False
-        """True when this engine was built now rather than loaded from the cache."""
+        """True when this engine was built now rather than loaded from the cache or shared with another filter."""
         trt, cuda = _import_tensorrt(), _import_pycuda()
         self._cuda = cuda
-        self._logger = _trt_logger(trt)
+        self._shared_key: str | None = None
+        self._logger: Any = None
         self._io: DeviceIO | None = None
-        self._context = self._engine = None
+        self._context = None
         oom = out_of_memory_message(graph, "while loading the TensorRT engine")
         with cuda_errors(cuda, f"starting on {gpu.name}", oom):
             self._ctx = PrimaryContext(cuda)
         try:
             with cuda_errors(cuda, "while loading the TensorRT engine", oom), self._ctx.current():
                 try:
-                    self._load(trt, cache or EngineCache(), on_status or (lambda message: None))
+                    self._open(trt, cache or EngineCache(), on_status or (lambda message: None))
                     self._allocate()
                 except BaseException:
                     self._free()
@@ -289,9 +317,22 @@ class TensorRTEngine(Engine):
 
     # -- set-up ------------------------------------------------------------------------------------------------
 
-    def _load(self, trt, cache: EngineCache, on_status: StatusFn) -> None:
-        graph, spec, logger = self.graph, self.graph.spec, self._logger
-        fields = engine_fields(graph, self.gpu, trt.__version__)
+    def _open(self, trt, cache: EngineCache, on_status: StatusFn) -> None:
+        """The graph's engine, loaded by the first filter keying it and shared; this filter's own execution context."""
+        fields = engine_fields(self.graph, self.gpu, trt.__version__)
+        key = str(cache.path(fields))
+        loaded = _engines.acquire(key, lambda: self._load(trt, fields, cache, on_status))
+        self._shared_key, self._logger = key, loaded.logger
+        context = loaded.engine.create_execution_context()
+        if context is None:
+            if loaded.logger.out_of_memory():
+                raise BackendError(out_of_memory_message(self.graph, "while creating the TensorRT execution context"))
+            raise BackendError(f"TensorRT could not create an execution context: {loaded.logger.reason()}")
+        self._context = context
+
+    def _load(self, trt, fields: dict[str, object], cache: EngineCache, on_status: StatusFn) -> _Loaded:
+        """Deserialize the cached engine, building it first when there is none or TensorRT refuses it (sets built)."""
+        graph, spec, logger = self.graph, self.graph.spec, _trt_logger(trt)
 
         def build() -> bytes:
             on_status(f"building TensorRT engine for {spec.width}x{spec.height} "
@@ -320,14 +361,8 @@ class TensorRTEngine(Engine):
             if logger.out_of_memory():
                 raise BackendError(out_of_memory_message(graph, "while loading the TensorRT engine"))
             raise BackendError(f"TensorRT could not load the engine: {logger.reason()}")
-        self._engine = engine
         self._check_io(trt, engine)
-        context = engine.create_execution_context()
-        if context is None:
-            if logger.out_of_memory():
-                raise BackendError(out_of_memory_message(graph, "while creating the TensorRT execution context"))
-            raise BackendError(f"TensorRT could not create an execution context: {logger.reason()}")
-        self._context = context
+        return _Loaded(runtime, engine, logger)
 
     def _check_io(self, trt, engine) -> None:
         """The engine must have exactly the prepared graph's I/O: anything else means a wrong engine file."""
@@ -435,11 +470,15 @@ class TensorRTEngine(Engine):
             self._ctx.detach()
 
     def _free(self) -> None:
-        """Release the buffers, then TensorRT's context and engine, while the CUDA context is current."""
+        """Release the buffers, then TensorRT's execution context, then this filter's hold on the shared engine (the
+        last holder drops it), while the CUDA context is current."""
         io, self._io = self._io, None
         self._uploaded = {}
         try:
             if io is not None:
                 io.free()
         finally:
-            self._context = self._engine = None
+            self._context = None
+            key, self._shared_key = self._shared_key, None
+            if key is not None:
+                _engines.release(key, _Loaded.drop)
