@@ -27,10 +27,10 @@ import numpy as np
 from .models import ModelFile
 from .paths import cache_dir
 
-GRAPH_VERSION = 5
-"""Bump whenever the wrapper changes meaning (5: FP16 graphs); together with the hash of the files that build it
-(this one, graph_build.py, fp16.py) it keys every graph and engine cache, so an edited wrapper can never be served
-from a stale cache."""
+GRAPH_VERSION = 6
+"""Bump whenever the wrapper changes meaning (5: FP16 graphs, 6: Clip for Min/Max); together with the hash of the
+files that build it (this one, graph_build.py, fp16.py) it keys every graph and engine cache, so an edited wrapper can
+never be served from a stale cache."""
 _SOURCE_HASH = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
                                        for name in ("graph.py", "graph_build.py", "fp16.py"))).hexdigest()[:16]
 
