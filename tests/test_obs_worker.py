@@ -17,7 +17,7 @@ from obs_rvm.matting import MattingSession
 from obs_rvm.obs import settings as keys
 from obs_rvm.obs.locale import Text
 from obs_rvm.obs.stats import Rate, Rolling
-from obs_rvm.obs.status import ERROR, NORMAL, WARNING, Numbers, describe
+from obs_rvm.obs.status import ERROR, NORMAL, WARNING, Numbers, describe, stats_line
 from obs_rvm.obs.worker import GAP_NS, Captured, FilterWorker, WorkerStatus
 
 from reference import clip_frames
@@ -226,6 +226,17 @@ def test_status_text_names_what_runs():
     assert "preparing" not in text, "the last step before keying is stale once keying runs"
     fell_back = replace(status, notes=["tensorrt (GPU) failed: out of memory"])
     assert describe(Text(), fell_back, Numbers())[1] == WARNING
+
+
+def test_status_says_when_keying_gives_way_to_obs():
+    """The pacing's pause (turns.py) in the Status and the stats line, once it is long enough to matter."""
+    status = WorkerStatus(state="running", backend="onnxruntime on CPU (1 threads)", model="m.onnx", size=(1280, 720),
+                          downsample_ratio=0.25)
+    text, level = describe(Text(), status, Numbers(pause_ms=120.4))
+    assert "Giving way: OBS rendered frames late, so keying pauses after each frame for 120 ms" in text
+    assert level == NORMAL
+    assert "Giving way" not in describe(Text(), status, Numbers(pause_ms=3.0))[0], "a fading hiccup is not news"
+    assert stats_line(status, Numbers(pause_ms=120.4)).endswith(" pause_ms=120")
 
 
 def test_stop_during_a_model_preparation_cancels_it_quietly(frames, tmp_path, monkeypatch, caplog):

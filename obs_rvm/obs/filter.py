@@ -251,7 +251,8 @@ class AiBackground:
                        inference_ms=worker.inference_ms.median(), dropped=worker.dropped,
                        drawn_fps=self.drawn_rate.per_second(self.frame_time / 1e9) if self._layers
                        else render.shown_fps, still_skipped=worker.still.skipped, sync=self.settings.sync,
-                       refresh=self.settings.matte_refresh, sharing=max(1, INFERENCE.sharing()))
+                       refresh=self.settings.matte_refresh, sharing=max(1, INFERENCE.sharing()),
+                       pause_ms=1000 * INFERENCE.pause_s)
 
     def snapshot(self) -> WorkerStatus:
         worker = self.worker

@@ -36,6 +36,12 @@ class Numbers:
     refresh: int = 1
     sharing: int = 1
     """Filters in this OBS that took turns keying within the last seconds (turns.py), this one included."""
+    pause_ms: float = 0.0
+    """The pause after each inference while OBS renders frames late (turns.py's pacing): keying giving way."""
+
+
+GIVING_WAY_MS = 5.0
+"""A pause this long or longer is worth telling the user about (a shorter one is a hiccup fading away)."""
 
 
 def cpu_saved(numbers: Numbers) -> float | None:
@@ -69,6 +75,8 @@ def describe(tr: Callable[[str], str], status: WorkerStatus, numbers: Numbers) -
         if numbers.sharing > 1:
             lines.append(f"{tr('Status.Shared')}: {numbers.sharing} {tr('Status.SharedTurns')} · "
                          f"{tr('Status.SharedThis')} {numbers.inference_fps:.1f} fps")
+        if numbers.pause_ms >= GIVING_WAY_MS:
+            lines.append(f"{tr('Status.GivingWay')}: {tr('Status.GivingWayWhy')} {_ms(numbers.pause_ms)}")
         lines.extend(_mode_lines(tr, status, numbers))
         lines.append(f"{tr('Status.Render')}: {_ms(numbers.render_median_ms, 2)} median, "
                      f"{_ms(numbers.render_p99_ms, 2)} p99")
@@ -116,4 +124,5 @@ def stats_line(status: WorkerStatus, numbers: Numbers) -> str:
             f"inference_ms={num(numbers.inference_ms)} shown_fps={numbers.shown_fps:.2f} "
             f"latency_ms={num(numbers.latency_ms)} dropped={numbers.dropped} frames={status.frames} "
             f"backend={status.backend.replace(' ', '_') or '-'} layers={int(status.layers)} "
-            f"drawn_fps={numbers.drawn_fps:.2f} still_skipped={numbers.still_skipped} sharing={numbers.sharing}")
+            f"drawn_fps={numbers.drawn_fps:.2f} still_skipped={numbers.still_skipped} sharing={numbers.sharing} "
+            f"pause_ms={numbers.pause_ms:.0f}")
