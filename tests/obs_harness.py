@@ -269,8 +269,13 @@ class Obs:
             display = ":" + f.readline().strip()
         self.display = display
         if self.config.window_manager:
-            self._wm = subprocess.Popen(["openbox"], env={**os.environ, "DISPLAY": display},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                self._wm = subprocess.Popen(["openbox"], env={**os.environ, "DISPLAY": display},
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            except FileNotFoundError:
+                self._xvfb.kill()
+                self._xvfb.wait()
+                raise RuntimeError("Qt dialogs need a window manager here: apt-get install openbox") from None
         out = open(self.workdir / "obs-stdout.txt", "wb")  # noqa: SIM115 - lives as long as the process
         # gdb passes SIGINT on to OBS, prints every thread's stack if OBS dies, and exits with OBS's exit code.
         gdb = ["gdb", "-q", "-batch", "-ex", "handle SIGINT nostop noprint pass", "-ex",
