@@ -58,7 +58,6 @@ class CameraResult:
     seconds: float
     """From the start of capture to the end of the run."""
     captured: int
-    written: int
     write_times: list[float]
     """time.monotonic() of each write: the output clock's ticks as they happened."""
     records: list[FrameRecord] = field(default_factory=list)
@@ -72,6 +71,10 @@ class CameraResult:
     @property
     def keyed(self) -> int:
         return len(self.records)
+
+    @property
+    def written(self) -> int:
+        return len(self.write_times)
 
     @property
     def write_span(self) -> float:
@@ -121,12 +124,15 @@ class _Output:
                  report: Callable[[str], None] | None) -> None:
         self.pipeline, self.sink, self.period, self.max_frames = pipeline, sink, 1 / fps, max_frames
         self.report = report
-        self.written = 0
         self.late_ticks = 0
         self.skipped_ticks = 0
         self.write_s: list[float] = []
         self.write_t: list[float] = []
         self._mark = (0, 0)  # (decoded, keyed) counts at the last report
+
+    @property
+    def written(self) -> int:
+        return len(self.write_t)
 
     def run(self) -> None:
         slot, stop = self.pipeline.keyed, self.pipeline.stop
@@ -164,13 +170,11 @@ class _Output:
         start = time.perf_counter()
         self.sink.write(keyed.rgba)
         self.write_s.append(time.perf_counter() - start)
-        record = keyed.record
-        self.write_t.append(time.monotonic())
+        record, now = keyed.record, time.monotonic()
         if record.first_write_t is None:
-            record.first_write_t = self.write_t[-1]
-            record.first_output = self.written
+            record.first_write_t, record.first_output = now, self.written
+        self.write_t.append(now)
         record.writes += 1
-        self.written += 1
         if self.report and self.written % REPORT_EVERY == 0:
             self.report(self._report_line())
 
@@ -247,9 +251,8 @@ def run_camera(config: CameraConfig, options: SessionOptions, log: Callable[[str
         if session:
             session.close()
     sink.commit()
-    result = CameraResult(config.output, fps, end - pipeline.t0, len(pipeline.decode_s), output.written,
-                          output.write_t, pipeline.records,
-                          pipeline.frames.dropped, output.late_ticks, output.skipped_ticks)
+    result = CameraResult(config.output, fps, end - pipeline.t0, len(pipeline.decode_s), output.write_t,
+                          pipeline.records, pipeline.frames.dropped, output.late_ticks, output.skipped_ticks)
     if config.frame_log:
         write_frame_log(config.frame_log, result, pipeline.t0)
     return result
