@@ -221,7 +221,8 @@ class ClipResult:
                 f"process/bare {self.process_fps / self.bare_fps:.2f}")
 
 
-def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int, frames: int) -> ClipResult:
+def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int, frames: int,
+                    preset: str = "veryfast") -> ClipResult:
     """`obs-rvm process` on a clip of this size (decode + key + encode) vs the pipeline and the bare model on the
     same decoded frames, all in one run.
 
@@ -268,7 +269,7 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
             sink.commit()
             source = open_source(str(sized))
             out = VideoSink(str(Path(tmp) / "out.mp4"), fps, (width, height), False, None,
-                            threads=encoder_threads(session))
+                            threads=encoder_threads(session), preset=preset)
             session.reset()
             result = process(session, source, out, max_frames=len(decoded))
         after = rate(bare_step), rate(key)

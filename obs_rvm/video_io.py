@@ -23,6 +23,10 @@ from .backgrounds import IMAGE_SUFFIXES
 from .errors import InputError
 
 ALPHA_VIDEO = {".webm", ".mov", ".mkv"}
+H264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow")
+"""libx264's presets offered for H.264 output: each step faster writes a bigger file at the same quality (CRF) and
+leaves more of the CPU to the model (docs/performance.md has the measured trade)."""
+DEFAULT_H264_PRESET = "veryfast"
 
 
 @dataclass
@@ -218,13 +222,17 @@ class ImageSequenceSink(Sink):
 class VideoSink(Sink):
     """A video file through ffmpeg (audio copied from the input), or OpenCV's writer when ffmpeg is missing.
 
-    `threads`: the encoder's threads (None: ffmpeg's choice, about 1.5 per core).
+    `threads`: the encoder's threads (None: ffmpeg's choice, about 1.5 per core). `preset`: libx264's preset for
+    H.264 output (one of H264_PRESETS).
     """
 
     def __init__(self, spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None,
-                 audio_seconds: float | None = None, threads: int | None = None) -> None:
+                 audio_seconds: float | None = None, threads: int | None = None,
+                 preset: str = DEFAULT_H264_PRESET) -> None:
+        if preset not in H264_PRESETS:
+            raise InputError(f"unknown H.264 preset '{preset}': use one of {', '.join(H264_PRESETS)}")
         self.path = Path(spec).expanduser()
-        self.threads = threads
+        self.threads, self.preset = threads, preset
         self.audio_seconds = audio_seconds  # how much of the audio to keep: the video's expected length
         suffix = self.path.suffix.lower()
         if not suffix:
@@ -269,7 +277,7 @@ class VideoSink(Sink):
         elif suffix == ".mkv" and self.alpha:
             codec = ["-c:v", "ffv1", "-pix_fmt", "bgra", "-c:a", "copy"]
         else:
-            codec = [*even, "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
+            codec = [*even, "-c:v", "libx264", "-preset", self.preset, "-crf", "18", "-pix_fmt", "yuv420p",
                      "-c:a", "aac"]
         if self.threads:
             codec += ["-threads", str(self.threads)]
@@ -283,7 +291,7 @@ class VideoSink(Sink):
             self.writer.write(cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR))
             return
         try:
-            self.proc.stdin.write(rgba.tobytes())
+            self.proc.stdin.write(np.ascontiguousarray(rgba).data)  # the array's own bytes: no copy on the way
         except BrokenPipeError:
             self.proc.wait()
             raise InputError(f"ffmpeg stopped while writing {self.path}: {self._ffmpeg_error()}") from None
@@ -315,7 +323,8 @@ class VideoSink(Sink):
 
 
 def open_sink(spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None,
-              audio_seconds: float | None = None, threads: int | None = None) -> Sink:
+              audio_seconds: float | None = None, threads: int | None = None,
+              preset: str = DEFAULT_H264_PRESET) -> Sink:
     if is_image_path(spec):
         return ImageSequenceSink(spec)
-    return VideoSink(spec, fps, size, alpha, audio_from, audio_seconds, threads)
+    return VideoSink(spec, fps, size, alpha, audio_from, audio_seconds, threads, preset)

@@ -166,6 +166,27 @@ def test_the_encoder_takes_one_thread_where_the_model_takes_the_cores(tmp_path):
     assert decoded_frames(out) == 7
 
 
+
+def x264_options(path: Path) -> dict[str, str]:
+    """The settings libx264 wrote into the file's own bitstream (its SEI line "x264 - core ... options: ...")."""
+    line = re.search(rb"x264 - core .*? options: ([^\x00]+)", path.read_bytes()).group(1).decode()
+    return dict(item.split("=", 1) for item in line.split() if "=" in item)
+
+
+def test_preset_reaches_the_encoder_and_trades_size_for_cpu(tmp_path):
+    """--preset is what libx264 ran with: veryfast by default (CABAC on), ultrafast without CABAC and bigger."""
+    default, fast = tmp_path / "default.mp4", tmp_path / "ultrafast.mp4"
+    obs_rvm("process", str(CLIP), "-o", str(default), "-b", "blur", "--max-frames", "20", "-q", "--no-audio")
+    obs_rvm("process", str(CLIP), "-o", str(fast), "-b", "blur", "--max-frames", "20", "-q", "--no-audio",
+            "--preset", "ultrafast")
+    assert x264_options(default)["cabac"] == "1" and x264_options(default)["subme"] == "2"  # veryfast
+    assert x264_options(fast)["cabac"] == "0" and x264_options(fast)["subme"] == "0"  # ultrafast
+    assert decoded_frames(fast) == decoded_frames(default) == 20
+    assert fast.stat().st_size > default.stat().st_size
+    bad = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "x.mp4"), "--preset", "quick", check=False)
+    assert bad.returncode == 2 and "invalid choice: 'quick'" in bad.stderr and not (tmp_path / "x.mp4").exists()
+
+
 # --- bad input: one clear line, exit code 1, nothing half-written -----------------------------------------------
 
 
