@@ -214,12 +214,12 @@ def test_rolling_percentiles_and_rates():
 
 
 def test_status_text_names_what_runs():
-    status = WorkerStatus(state="running", backend="onnxruntime on CPU (1 threads)", model="m.onnx", size=(640, 480),
+    status = WorkerStatus(state="running", backend="onnxruntime on CPU (1 thread)", model="m.onnx", size=(640, 480),
                           downsample_ratio=0.5, notes=["onnxruntime has no CUDA provider"], message="preparing")
     text, level = describe(Text(), status, Numbers(inference_fps=7.5, inference_ms=130, shown_fps=7.4,
                                                    latency_ms=233.4, render_median_ms=0.41, render_p99_ms=1.2,
                                                    dropped=3))
-    for part in ("onnxruntime on CPU (1 threads)", "m.onnx", "640x480", "0.5", "7.5 fps", "233 ms", "Sync Offset",
+    for part in ("onnxruntime on CPU (1 thread)", "m.onnx", "640x480", "0.5", "7.5 fps", "233 ms", "Sync Offset",
                  "0.41 ms", "1.20 ms", "no CUDA provider"):
         assert part in text
     assert level == NORMAL, "a backend that is simply not available here is no warning"
@@ -230,7 +230,7 @@ def test_status_text_names_what_runs():
 
 def test_status_says_when_keying_gives_way_to_obs():
     """The pacing's pause (turns.py) in the Status and the stats line, once it is long enough to matter."""
-    status = WorkerStatus(state="running", backend="onnxruntime on CPU (1 threads)", model="m.onnx", size=(1280, 720),
+    status = WorkerStatus(state="running", backend="onnxruntime on CPU (1 thread)", model="m.onnx", size=(1280, 720),
                           downsample_ratio=0.25)
     text, level = describe(Text(), status, Numbers(pause_ms=120.4))
     assert "Giving way: OBS rendered frames late, so keying pauses after each frame for 120 ms" in text

@@ -109,7 +109,7 @@ class OnnxRuntimeEngine(Engine):
             if cuda and self.session.get_providers()[0] != "CUDAExecutionProvider":
                 self.close()
                 raise BackendError("onnxruntime's CUDA provider could not start (no CUDA device or CUDA libraries)")
-            self.device = "CUDA" if cuda else f"CPU ({threads or 'all'} threads)"
+            self.device = "CUDA" if cuda else f"CPU ({threads or 'all'} thread{'' if threads == 1 else 's'})"
         self._zero_state = {n: np.zeros(shape, dtype) for n, (shape, dtype) in graph.state_inputs.items()}
         self._state = dict(self._zero_state)
 
