@@ -213,10 +213,12 @@ class ClipResult:
     process_fps: float
     pipeline_fps: float
     bare_fps: float
+    preset: str
 
     def line(self) -> str:
         w, h = self.size
-        return (f"{w}x{h}, {self.frames} frames: obs-rvm process {self.process_fps:.1f} fps (decode, key, encode), "
+        return (f"{w}x{h}, {self.frames} frames: obs-rvm process {self.process_fps:.1f} fps (decode, key, encode with "
+                f"x264 {self.preset}), "
                 f"pipeline alone {self.pipeline_fps:.1f} fps, bare model {self.bare_fps:.1f} fps: "
                 f"process/bare {self.process_fps / self.bare_fps:.2f}")
 
@@ -276,4 +278,4 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
     finally:
         session.close()
     return ClipResult((width, height), result.frames, result.fps, (before[1] + after[1]) / 2,
-                      (before[0] + after[0]) / 2)
+                      (before[0] + after[0]) / 2, preset)

@@ -144,9 +144,10 @@ def test_bench_prints_the_ratio_and_memory():
 
 def test_bench_times_obs_rvm_process_against_the_bare_model_on_the_same_frames():
     result = obs_rvm("bench", "--sizes", "96x64", "--frames", "2", "--rss-frames", "0", "--clip", str(CLIP),
-                     "--process-frames", "9")
+                     "--process-frames", "9", "--preset", "superfast")
     line = next(line for line in result.stdout.splitlines() if "obs-rvm process" in line)
     assert line.startswith("96x64, 9 frames: obs-rvm process") and "bare model" in line, line
+    assert "x264 superfast" in line, "the process run encodes with the preset asked for"
     assert float(re.search(r"process/bare (\d+\.\d+)", line).group(1)) > 0
 
 
