@@ -4,9 +4,9 @@
     .venv/bin/python scripts/screenshots/take_panel.py [--out scripts/screenshots/obs-panel.png]
     .venv/bin/python scripts/screenshots/take_panel.py --giving-way [--out scripts/screenshots/obs-giving-way.png]
 
---giving-way: the panel scrolled down to its Status while keying gives way to OBS (live video of the signing clip at
-1280x720, where OBS's software OpenGL renders late on 2 cores); the dialog is opened once the stats line shows a pause
-of at least 5 ms, since the Status is written when the panel opens.
+--giving-way (needs xdotool): the panel scrolled down to its Status while keying gives way to OBS (live video of the
+signing clip at 1280x720, where OBS's software OpenGL renders late on 2 cores); the dialog is opened once the stats
+line shows a pause of at least 5 ms, since the Status is written when the panel opens.
 
 The picture is cropped to the "Filters for 'Person'" dialog where openbox places it on the harness's 1280x800 screen
 (the full screen is kept in /tmp/obs-rvm-panel-screen.png: look at it if the crop is off).
