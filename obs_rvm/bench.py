@@ -224,9 +224,9 @@ class ClipResult:
 
 
 def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int, frames: int,
-                    preset: str = "veryfast") -> ClipResult:
+                    preset: str | None = None) -> ClipResult:
     """`obs-rvm process` on a clip of this size (decode + key + encode) vs the pipeline and the bare model on the
-    same decoded frames, all in one run.
+    same decoded frames, all in one run; `preset` is the encoder's (None: the default of `obs-rvm process`).
 
     The clip is first written at `width`x`height` (H.264, as cameras and phones record), so the process run decodes
     a real file of that size. The in-memory runs are taken before and after the process run and averaged, to cancel
@@ -235,8 +235,9 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
     import tempfile
 
     from .process import encoder_threads, process
-    from .video_io import VideoSink, open_source
+    from .video_io import DEFAULT_H264_PRESET, VideoSink, open_source
 
+    preset = preset or DEFAULT_H264_PRESET
     decoded, fps = clip_frames(clip, width, height, frames)
     session = MattingSession(options)
     try:

@@ -246,9 +246,12 @@ class VideoSink(Sink):
         self.size, self.alpha = size, alpha
         self.ffmpeg = shutil.which("ffmpeg")
         self.warning = None if self.ffmpeg else "ffmpeg not found: writing with OpenCV, without audio"
+        self.encoder = "OpenCV"  # what writes the video: ffmpeg's video codec, or OpenCV's writer
         if self.ffmpeg:
-            self.proc = subprocess.Popen(self._ffmpeg_args(fps, suffix, audio_from), stdin=subprocess.PIPE,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            args = self._ffmpeg_args(fps, suffix, audio_from)
+            self.encoder = args[args.index("-c:v") + 1]
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
         else:
             if alpha:
                 raise InputError("writing transparent video needs ffmpeg: install it, or write a PNG sequence")

@@ -188,6 +188,15 @@ def test_preset_reaches_the_encoder_and_trades_size_for_cpu(tmp_path):
     assert bad.returncode == 2 and "invalid choice: 'quick'" in bad.stderr and not (tmp_path / "x.mp4").exists()
 
 
+def test_preset_for_an_output_it_does_not_apply_to_says_so(tmp_path):
+    webm = tmp_path / "keyed.webm"
+    told = obs_rvm("process", str(CLIP), "-o", str(webm), "--max-frames", "5", "-q", "--preset", "ultrafast")
+    assert "warning: --preset applies to H.264 video" in told.stderr and "with libvpx-vp9" in told.stderr, told.stderr
+    assert decoded_frames(webm) == 5
+    quiet = obs_rvm("process", str(CLIP), "-o", str(tmp_path / "plain.webm"), "--max-frames", "5", "-q")
+    assert "--preset" not in quiet.stderr, "no warning about an option the user did not give"
+
+
 # --- bad input: one clear line, exit code 1, nothing half-written -----------------------------------------------
 
 
