@@ -235,9 +235,8 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
     import tempfile
 
     from .process import encoder_threads, process
-    from .video_io import DEFAULT_H264_PRESET, VideoSink, open_source
+    from .video_io import VideoSink, open_source
 
-    preset = preset or DEFAULT_H264_PRESET
     decoded, fps = clip_frames(clip, width, height, frames)
     session = MattingSession(options)
     try:
@@ -279,4 +278,4 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
     finally:
         session.close()
     return ClipResult((width, height), result.frames, result.fps, (before[1] + after[1]) / 2,
-                      (before[0] + after[0]) / 2, preset)
+                      (before[0] + after[0]) / 2, out.preset)

@@ -154,7 +154,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     from .matting import MattingSession
     from .process import encoder_threads, output_has_alpha, process
-    from .video_io import DEFAULT_H264_PRESET, open_sink, open_source
+    from .video_io import open_sink, open_source
 
     options = session_options(args)
     source = open_source(args.input)
@@ -162,13 +162,12 @@ def cmd_process(args: argparse.Namespace) -> int:
     frames = min(filter(None, (source.frames, args.max_frames)), default=None)
     sink = open_sink(args.output, source.fps, source.size, output_has_alpha(session),
                      None if args.no_audio else source.audio_path, frames / source.fps if frames else None,
-                     encoder_threads(session), args.preset or DEFAULT_H264_PRESET)
+                     encoder_threads(session), args.preset)
     if getattr(sink, "warning", None):
         print(f"obs-rvm: warning: {sink.warning}", file=sys.stderr)
-    if args.preset and getattr(sink, "encoder", None) != "libx264":
-        how = f"with {sink.encoder}" if hasattr(sink, "encoder") else "as images"
+    if args.preset and sink.encoder != "libx264":
         print(f"obs-rvm: warning: --preset applies to H.264 video (.mp4, .avi, .mkv/.mov without transparency); "
-              f"{Path(args.output).name} is written {how}, so it is ignored", file=sys.stderr)
+              f"{Path(args.output).name} is written with {sink.encoder}, so it is ignored", file=sys.stderr)
     with tqdm(total=frames, unit="frame", desc=Path(source.name).name, disable=args.quiet) as bar:
         result = process(session, source, sink, max_frames=args.max_frames, on_frame=lambda n: bar.update(1))
     print(f"wrote {sink.path}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} fps), "

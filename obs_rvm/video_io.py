@@ -160,6 +160,8 @@ class Sink:
     """Where keyed frames go. `commit` makes the output visible; `abort` removes every trace of it."""
 
     path: Path
+    encoder = "an image writer"
+    """What writes the frames (a video sink: ffmpeg's video codec, or OpenCV), for messages about the output."""
 
     def write(self, rgba: np.ndarray) -> None:
         raise NotImplementedError
@@ -223,12 +225,12 @@ class VideoSink(Sink):
     """A video file through ffmpeg (audio copied from the input), or OpenCV's writer when ffmpeg is missing.
 
     `threads`: the encoder's threads (None: ffmpeg's choice, about 1.5 per core). `preset`: libx264's preset for
-    H.264 output (one of H264_PRESETS).
+    H.264 output (one of H264_PRESETS; None: DEFAULT_H264_PRESET).
     """
 
     def __init__(self, spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None,
-                 audio_seconds: float | None = None, threads: int | None = None,
-                 preset: str = DEFAULT_H264_PRESET) -> None:
+                 audio_seconds: float | None = None, threads: int | None = None, preset: str | None = None) -> None:
+        preset = preset or DEFAULT_H264_PRESET
         if preset not in H264_PRESETS:
             raise InputError(f"unknown H.264 preset '{preset}': use one of {', '.join(H264_PRESETS)}")
         self.path = Path(spec).expanduser()
@@ -246,7 +248,7 @@ class VideoSink(Sink):
         self.size, self.alpha = size, alpha
         self.ffmpeg = shutil.which("ffmpeg")
         self.warning = None if self.ffmpeg else "ffmpeg not found: writing with OpenCV, without audio"
-        self.encoder = "OpenCV"  # what writes the video: ffmpeg's video codec, or OpenCV's writer
+        self.encoder = "OpenCV"  # or, with ffmpeg, its video codec (below)
         if self.ffmpeg:
             args = self._ffmpeg_args(fps, suffix, audio_from)
             self.encoder = args[args.index("-c:v") + 1]
@@ -326,8 +328,7 @@ class VideoSink(Sink):
 
 
 def open_sink(spec: str, fps: float, size: tuple[int, int], alpha: bool, audio_from: Path | None,
-              audio_seconds: float | None = None, threads: int | None = None,
-              preset: str = DEFAULT_H264_PRESET) -> Sink:
+              audio_seconds: float | None = None, threads: int | None = None, preset: str | None = None) -> Sink:
     if is_image_path(spec):
         return ImageSequenceSink(spec)
     return VideoSink(spec, fps, size, alpha, audio_from, audio_seconds, threads, preset)
