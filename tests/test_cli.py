@@ -168,6 +168,33 @@ def test_the_encoder_takes_one_thread_where_the_model_takes_the_cores(tmp_path):
 
 
 
+COLOURS = np.array([[220, 30, 40], [30, 200, 60], [40, 50, 210], [128, 128, 128]], np.uint8)  # RGB
+
+
+@pytest.mark.parametrize("name,size", [("even.mp4", (96, 64)), ("odd.mp4", (97, 63)), ("even.webm", (96, 64))])
+def test_colours_survive_the_encoder_at_even_and_odd_sizes(tmp_path, name, size):
+    """Frames reach ffmpeg as I420 where the output is 4:2:0 and even-sized, as RGBA otherwise: either way the file
+    decodes to the colours written (a channel swap or a misread pixel format shows as a wrong colour)."""
+    from obs_rvm.video_io import open_sink
+
+    w, h = size
+    frame = np.full((h, w, 4), 255, np.uint8)
+    for i, colour in enumerate(COLOURS):  # four vertical bands
+        frame[:, i * w // 4:(i + 1) * w // 4, :3] = colour
+    out = tmp_path / name
+    sink = open_sink(str(out), 30.0, size, False, None)
+    for _ in range(5):
+        sink.write(frame)
+    sink.commit()
+    cap = cv2.VideoCapture(str(out))
+    decoded = []
+    while (read := cap.read())[0]:
+        decoded.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2RGB))
+    assert len(decoded) == 5
+    for i, colour in enumerate(COLOURS):
+        centre = decoded[-1][h // 2, i * w // 4 + w // 8].astype(int)
+        assert np.abs(centre - colour).max() <= 8, (name, i, centre.tolist(), colour.tolist())
+
 def x264_options(path: Path) -> dict[str, str]:
     """The settings libx264 wrote into the file's own bitstream (its SEI line "x264 - core ... options: ...")."""
     line = re.search(rb"x264 - core .*? options: ([^\x00]+)", path.read_bytes()).group(1).decode()
