@@ -266,7 +266,7 @@ class VideoSink(Sink):
         w, h = self.size
         codec = self._codec(suffix)
         # Frames encoded as 4:2:0 travel as I420, converted by OpenCV (BT.601, limited range: what ffmpeg's own
-        # conversion writes): a third of RGBA's bytes through the pipe and no conversion in ffmpeg, about 2 ms of
+        # conversion writes): a third of RGBA's bytes through the pipe and no conversion in ffmpeg, about 2.6 ms of
         # CPU less a 1280x720 frame. Odd sizes travel as RGBA: I420 needs even ones, ffmpeg pads them.
         self.i420 = codec[codec.index("-pix_fmt") + 1] == "yuv420p" and not (w % 2 or h % 2)
         args = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",

@@ -167,7 +167,6 @@ def test_the_encoder_takes_one_thread_where_the_model_takes_the_cores(tmp_path):
     assert decoded_frames(out) == 7
 
 
-
 COLOURS = np.array([[220, 30, 40], [30, 200, 60], [40, 50, 210], [128, 128, 128]], np.uint8)  # RGB
 
 
@@ -194,6 +193,7 @@ def test_colours_survive_the_encoder_at_even_and_odd_sizes(tmp_path, name, size)
     for i, colour in enumerate(COLOURS):
         centre = decoded[-1][h // 2, i * w // 4 + w // 8].astype(int)
         assert np.abs(centre - colour).max() <= 8, (name, i, centre.tolist(), colour.tolist())
+
 
 def x264_options(path: Path) -> dict[str, str]:
     """The settings libx264 wrote into the file's own bitstream (its SEI line "x264 - core ... options: ...")."""
