@@ -250,10 +250,14 @@ class VideoSink(Sink):
         self.warning = None if self.ffmpeg else "ffmpeg not found: writing with OpenCV, without audio"
         self.encoder = "OpenCV"  # or, with ffmpeg, its video codec (below)
         if self.ffmpeg:
-            args = self._ffmpeg_args(fps, suffix, audio_from)
-            self.encoder = args[args.index("-c:v") + 1]
-            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+            codec = self._codec(suffix)
+            self.encoder = codec[codec.index("-c:v") + 1]
+            # Frames encoded as 4:2:0 travel as I420, converted by OpenCV (BT.601, limited range: what ffmpeg's own
+            # conversion writes): a third of RGBA's bytes through the pipe and no conversion in ffmpeg, about 2.6 ms
+            # of CPU less a 1280x720 frame. Odd sizes travel as RGBA: I420 needs even ones, ffmpeg pads them.
+            self.i420 = codec[codec.index("-pix_fmt") + 1] == "yuv420p" and not (size[0] % 2 or size[1] % 2)
+            self.proc = subprocess.Popen(self._ffmpeg_args(fps, suffix, audio_from, codec), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         else:
             if alpha:
                 raise InputError("writing transparent video needs ffmpeg: install it, or write a PNG sequence")
@@ -262,13 +266,8 @@ class VideoSink(Sink):
             if not self.writer.isOpened():
                 raise InputError(f"OpenCV cannot write {suffix} video here: install ffmpeg")
 
-    def _ffmpeg_args(self, fps: float, suffix: str, audio_from: Path | None) -> list[str]:
+    def _ffmpeg_args(self, fps: float, suffix: str, audio_from: Path | None, codec: list[str]) -> list[str]:
         w, h = self.size
-        codec = self._codec(suffix)
-        # Frames encoded as 4:2:0 travel as I420, converted by OpenCV (BT.601, limited range: what ffmpeg's own
-        # conversion writes): a third of RGBA's bytes through the pipe and no conversion in ffmpeg, about 2.6 ms of
-        # CPU less a 1280x720 frame. Odd sizes travel as RGBA: I420 needs even ones, ffmpeg pads them.
-        self.i420 = codec[codec.index("-pix_fmt") + 1] == "yuv420p" and not (w % 2 or h % 2)
         args = [self.ffmpeg, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
                 "-pix_fmt", "yuv420p" if self.i420 else "rgba", "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "-"]
         if audio_from:
@@ -278,12 +277,13 @@ class VideoSink(Sink):
             # queues overflow.) The audio is cut to the video's expected length on input instead; every frame stays.
             seconds = ["-t", f"{self.audio_seconds:.6f}"] if self.audio_seconds else []
             args += [*seconds, "-i", str(audio_from), "-map", "0:v", "-map", "1:a?"]
+        args += codec
         if self.threads:
-            codec += ["-threads", str(self.threads)]
+            args += ["-threads", str(self.threads)]
         if suffix in (".mp4", ".mov"):
-            codec += ["-movflags", "+faststart"]
-        return [*args, *codec, "-f", {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4", ".webm": "webm",
-                                      ".avi": "avi"}.get(suffix, suffix[1:]), str(self.tmp)]
+            args += ["-movflags", "+faststart"]
+        return [*args, "-f", {".mkv": "matroska", ".mov": "mov", ".mp4": "mp4", ".webm": "webm",
+                              ".avi": "avi"}.get(suffix, suffix[1:]), str(self.tmp)]
 
     def _codec(self, suffix: str) -> list[str]:
         """ffmpeg's output options for the file type: always with its video codec and pixel format."""

@@ -33,6 +33,8 @@ from obs_harness import Obs, ObsConfig, ai_filter, image_input, media_input  # n
 
 from paths import ASTRONAUT  # noqa: E402
 
+WORK = Path("/tmp/obs-rvm-panel-shot")
+"""OBS's profile and logs, and the 1280x720 clip of --giving-way."""
 FILTER_ITEM = (264, 442)
 """Screen x, y of the filter in the dialog's "Effect Filters" list: for a media source the dialog opens with nothing
 selected (it has an "Audio/Video Filters" list too), so no properties show until the filter is clicked."""
@@ -66,16 +68,15 @@ def main() -> int:
         sys.path.insert(0, str(REPO / "scripts"))
         from bench_obs_filter import clip
 
-        work = Path("/tmp/obs-rvm-panel-shot")
-        work.mkdir(parents=True, exist_ok=True)
-        person = media_input("Person", clip(1280, 720, work), [ai_filter("AI", background="blur", sync="live")])
+        WORK.mkdir(parents=True, exist_ok=True)
+        person = media_input("Person", clip(1280, 720, WORK), [ai_filter("AI", background="blur", sync="live")])
         config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py", site_packages=site, inputs=[person],
                            canvas=(1280, 720), window_manager=True, env={"OBS_RVM_STATS_INTERVAL": "1"})
     else:
         config = ObsConfig(script=REPO / "obs_rvm" / "obs_script.py", site_packages=site,
                            inputs=[image_input("Person", ASTRONAUT, [ai_filter("AI", background="blur")])],
                            window_manager=True)
-    with Obs(config, Path("/tmp/obs-rvm-panel-shot")) as obs:
+    with Obs(config, WORK) as obs:
         obs.wait_log(r"'AI' on 'Person': keying", 180)
         if args.giving_way:
             found = obs.wait_log(r"drawn_fps=[1-9][\d.]* still_skipped=\d+ sharing=\d+ pause_ms=([5-9]|\d\d+)\b", 120)
