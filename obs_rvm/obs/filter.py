@@ -26,7 +26,7 @@ from .locale import Text
 from .refresh import RefreshCadence
 from .stats import Rate, Rolling
 from .status import Numbers, describe, stats_line
-from .worker import Captured, FilterWorker, Keyed, WorkerStatus
+from .worker import GAP_NS, Captured, FilterWorker, Keyed, WorkerStatus
 
 ID = b"obs_rvm_ai_background"
 STALE_NS = 3_000_000_000
@@ -86,6 +86,8 @@ class AiBackground:
         self._transparent = False
         self._drawn_at = 0
         self.frame_time = 0
+        self.shown_since = 0
+        """Video frame time at which the current unbroken run of drawn frames began (see GAP_NS)."""
         self.received_time: int | None = None
         """Video frame time at which the keyed frame in the texture arrived."""
         self.render_ms = Rolling(600)
@@ -155,9 +157,11 @@ class AiBackground:
             INFERENCE.observe_lag(obs.obs_get_lagged_frames())
             self.wait_ms.add((time.monotonic_ns() - now) / 1e6)  # both on CLOCK_MONOTONIC (os_gettime_ns)
             interval, self.frame_time = now - self.frame_time, now
+            if interval > GAP_NS:
+                self.shown_since = now
             previous = self.gpu.read_previous()
             if previous is not None:
-                worker.submit(Captured(*previous))
+                worker.submit(Captured(*previous, self.shown_since))
             # A frame staged now is handed over at the next frame: skip the read-back (the costly part of a
             # capture) while the worker is sure to stay busy past that.
             self.cadence.tick()

@@ -125,4 +125,4 @@ def stats_line(status: WorkerStatus, numbers: Numbers) -> str:
             f"latency_ms={num(numbers.latency_ms)} dropped={numbers.dropped} frames={status.frames} "
             f"backend={status.backend.replace(' ', '_') or '-'} layers={int(status.layers)} "
             f"drawn_fps={numbers.drawn_fps:.2f} still_skipped={numbers.still_skipped} sharing={numbers.sharing} "
-            f"pause_ms={numbers.pause_ms:.0f}")
+            f"pause_ms={numbers.pause_ms:.0f} resets={status.resets}")

@@ -26,7 +26,9 @@ from .stats import Rate, Rolling
 log = logging.getLogger("obs_rvm.obs")
 
 GAP_NS = 500_000_000
-"""A pause this long between captured frames (filter hidden, source restarted) forgets RVM's recurrent state."""
+"""A pause this long in the filter's drawing (source hidden or inactive) forgets RVM's recurrent state. Measured on
+the render thread, which sees every video frame, not between keyed frames: a slow CPU or several cameras taking turns
+key 2 frames a second or fewer, and resetting the state at each would make the matte flicker."""
 POLL_S = 0.1
 """How often an idle worker looks for new settings or a stop request."""
 
@@ -41,6 +43,9 @@ class Captured:
     """uint8 RGBA [H, W, 4], owned by the worker once handed over."""
     frame_time: int
     """OBS video time (ns) of the frame it was captured in."""
+    shown_since: int = 0
+    """OBS video time at which the filter's current unbroken run of drawn frames began: a new value means it was not
+    drawn for a while (GAP_NS), and RVM's recurrent state is stale."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class WorkerStatus:
     message_time: float = 0.0
     error: str = ""
     frames: int = 0
+    resets: int = 0
+    """Times the recurrent state was forgotten since the session was made (a pause in drawing, a scene cut)."""
     layers: bool = False
     """Live mode: the session makes layers that OBS composites with the current frame."""
 
@@ -87,7 +94,8 @@ class FilterWorker:
         self._busy_since: float | None = None
         """perf_counter() when the frame being keyed was taken; None between frames."""
         self._first_frame_time: int | None = None
-        self._last_frame_time: int | None = None
+        self._shown_since: int | None = None
+        """shown_since of the last frame keyed; None before the session's first frame."""
         self._stop = threading.Event()
         self.still = StillDetector()
         self.status = WorkerStatus()
@@ -226,7 +234,7 @@ class FilterWorker:
         self.status.state = "starting"
         self.status.error = ""
         self._logged_error = ""
-        self._last_frame_time = None
+        self._shown_since = None
 
     def _skip_still(self, item: Captured) -> bool:
         """Live mode with "skip while still": whether this frame adds nothing (the matte drawn is still right)."""
@@ -242,11 +250,11 @@ class FilterWorker:
         assert session is not None
         if self._skip_still(item):
             return
-        if self._last_frame_time is not None and item.frame_time - self._last_frame_time > GAP_NS:
+        if self._shown_since is not None and item.shown_since != self._shown_since:
             session.reset()
         if self._first_frame_time is None:
             self._first_frame_time = item.frame_time
-        self._last_frame_time = item.frame_time
+        self._shown_since = item.shown_since
         start = self._busy_since = time.perf_counter()
         try:
             out = session.process(item.frame, (item.frame_time - self._first_frame_time) / 1e9)
@@ -260,7 +268,7 @@ class FilterWorker:
         st = session.status
         self.status.backend, self.status.size, self.status.downsample_ratio = st.backend, st.size, st.downsample_ratio
         self.status.notes = list(st.notes)
-        self.status.layers = st.layers
+        self.status.layers, self.status.resets = st.layers, st.resets
         if self.status.state != "running":
             self.status.state = "running"
             width, height = st.size or (0, 0)
