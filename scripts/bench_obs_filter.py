@@ -167,8 +167,8 @@ def filters_table(most: int, width: int, height: int, mode: str, seconds: float,
     """The several-cameras table: N sources without the filter, then 1..N sources each with it, one OBS each."""
     print(f"{width}x{height} {mode}, live video, {source.name} as N stacked sources, {seconds:g} s each:")
     print("| N filters | OBS skipped frames | OBS average frame render time | matte updates/s per filter (total) "
-          "| drawn/s per filter | filter render median / p99 | captures not keyed |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          "| drawn/s per filter | filter render median / p99 | captures not keyed | state resets |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
         for count, filtered in [(most, False), *((n, True) for n in range(1, most + 1))]:
             r = filters_run(count, filtered, width, height, mode, seconds, Path(tmp), source)
@@ -181,7 +181,8 @@ def filters_table(most: int, width: int, height: int, mode: str, seconds: float,
                   f"({100 * r['skipped'] / max(1, r['rendered']):.1f}%) | {r['render_ms']:.1f} ms | {share} | "
                   f"{', '.join(f'{d:.1f}' for d in drawn) or '-'} | "
                   f"{render or '-'} | "
-                  f"{', '.join(f.get('dropped', '?') for f in r['filters']) or '-'} |", flush=True)
+                  f"{', '.join(f.get('dropped', '?') for f in r['filters']) or '-'} | "
+                  f"{', '.join(f.get('resets', '?') for f in r['filters']) or '-'} |", flush=True)
 
 
 def main() -> None:
