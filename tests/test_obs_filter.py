@@ -48,6 +48,8 @@ SCRIPT = REPO / "obs_rvm" / "obs_script.py"
 PROBE = Path(__file__).with_name("obs_probe.py")
 SITE_PACKAGES = [Path(p) for p in site.getsitepackages()]
 """This test environment's own site-packages: OBS's Python runs the filter with them (same Python version)."""
+ENVIRONMENT_JSON = {"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)}
+"""The installer's environment.json for this checkout: how OBS's Python finds the dependencies and the package."""
 BLUE, YELLOW, RED = (0, 0, 255), (255, 220, 0), (255, 0, 0)
 CLIP = CLIPS / "help.mkv"
 BACKGROUND_VIDEO = CLIPS / "thanks.mkv"
@@ -107,7 +109,7 @@ def pictures(tmp_path_factory) -> Obs:
     work = tmp_path_factory.mktemp("obs-pictures")
     config = ObsConfig(
         script=SCRIPT,
-        environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
+        environment_json=ENVIRONMENT_JSON,
         inputs=[  # bottom to top: Person over a red backdrop, the others underneath (drawn, though hidden)
             # In sync: the render-skip test measures whether rendering waits for inference; live video's own
             # per-frame mix on software OpenGL is bounded in test_obs_live.py.

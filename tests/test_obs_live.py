@@ -16,9 +16,8 @@ from test_obs_filter import (
     ASTRONAUT,
     BLUE,
     CLIP,
-    REPO,
+    ENVIRONMENT_JSON,
     SCRIPT,
-    SITE_PACKAGES,
     YELLOW,
     all_near,
     pytestmark,
@@ -87,7 +86,7 @@ def live(tmp_path_factory) -> Obs:
     cv2.imwrite(str(flipped), cv2.flip(cv2.imread(str(ASTRONAUT)), 1))
     config = ObsConfig(
         script=SCRIPT,
-        environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
+        environment_json=ENVIRONMENT_JSON,
         inputs=[
             # Keyed every 3rd frame: the matte is slower than OBS on any machine, a GPU's included.
             media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur", sync="live",
@@ -225,7 +224,7 @@ def coded(tmp_path_factory) -> Obs:
     write_coded_clip(clip)
     config = ObsConfig(
         script=SCRIPT,
-        environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
+        environment_json=ENVIRONMENT_JSON,
         inputs=[media_input("Coded", clip, [ai_filter("AI", enabled=False, background="color", sync="live")])],
         env={"OBS_RVM_STATS_INTERVAL": "1", "OBS_RVM_MIN_INFERENCE_MS": str(SLOW_MS)}, fps=FPS, canvas=(512, 512),
     )

@@ -10,7 +10,7 @@ import time
 import cv2
 import pytest
 from obs_harness import Obs, ObsConfig, ai_filter, image_input, reference, similar
-from test_obs_filter import ASTRONAUT, REPO, SCRIPT, SITE_PACKAGES, pytestmark, stats
+from test_obs_filter import ASTRONAUT, ENVIRONMENT_JSON, SCRIPT, pytestmark, stats
 
 from obs_rvm.obs.worker import GAP_NS
 
@@ -26,7 +26,7 @@ def slow(tmp_path_factory) -> Obs:
     work = tmp_path_factory.mktemp("obs-slow")
     config = ObsConfig(
         script=SCRIPT,
-        environment_json={"site_packages": [str(p) for p in SITE_PACKAGES], "source": str(REPO)},
+        environment_json=ENVIRONMENT_JSON,
         inputs=[image_input("Person", ASTRONAUT, [ai_filter("AI", background="transparent", sync="sync")])],
         env={"OBS_RVM_STATS_INTERVAL": "1", "OBS_RVM_MIN_INFERENCE_MS": str(SLOW_MS)},
     )

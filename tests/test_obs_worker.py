@@ -196,7 +196,7 @@ def test_slow_keying_keeps_the_recurrent_state(worker_factory, frames):
     state from one to the next, exactly as the pipeline keys them in a row: resetting would make the matte flicker."""
     worker = worker_factory(background="transparent")
     session = MattingSession(settings(background="transparent").session_options())
-    apart = 2 * GAP_NS  # two matte updates a second at most would be a quarter of this
+    apart = 2 * GAP_NS  # a matte a second: "skip while still", or three cameras taking turns on a slow CPU
     for i, frame in enumerate(frames):
         keyed = key_one(worker, frame, i * apart)
         expected = session.process(frame, i * apart / 1e9)
@@ -254,7 +254,7 @@ def test_status_says_when_keying_gives_way_to_obs():
     assert "Giving way: OBS rendered frames late, so keying pauses after each frame for 120 ms" in text
     assert level == NORMAL
     assert "Giving way" not in describe(Text(), status, Numbers(pause_ms=3.0))[0], "a fading hiccup is not news"
-    assert " pause_ms=120 " in stats_line(status, Numbers(pause_ms=120.4))
+    assert stats_line(status, Numbers(pause_ms=120.4)).endswith(" pause_ms=120 resets=0")
 
 
 def test_stop_during_a_model_preparation_cancels_it_quietly(frames, tmp_path, monkeypatch, caplog):
