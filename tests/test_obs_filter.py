@@ -56,9 +56,11 @@ BACKGROUND_VIDEO = CLIPS / "thanks.mkv"
 OBS_PROPERTY = {"bool": 1, "int": 2, "float": 3, "text": 4, "path": 5, "list": 6, "color": 7, "button": 8,
                 "group": 12}
 OBS_TEXT_INFO, OBS_TEXT_INFO_NORMAL, OBS_TEXT_INFO_ERROR, OBS_COMBO_TYPE_EDITABLE = 3, 0, 2, 1
-RENDER_SKIP_ALLOWANCE = 0.01
-"""Skipped frames with the filter, over those without, as a share of all frames: noise on a shared 2-core machine
-(2 of 601 seen once), far below what a render thread waiting for inference skips (half of them and more)."""
+RENDER_SKIP_SHARE = 0.1
+"""Frames OBS skips with the filter keying on the CPU, over those it skips without, at most this share of what a
+render thread waiting for each inference would skip. The rest is the filter's own drawing and read-back competing with
+inference for the cores: on software OpenGL on a shared 2-core machine 0-9 of 600 frames (up to 16 in a burst of
+load), where waiting would skip some 500 (half as fast a host: more of both)."""
 
 
 def rgba(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -113,7 +115,7 @@ def pictures(tmp_path_factory) -> Obs:
         inputs=[  # bottom to top: Person over a red backdrop, the others underneath (drawn, though hidden)
             # In sync: the render-skip test measures whether rendering waits for inference; live video's own
             # per-frame mix on software OpenGL is bounded in test_obs_live.py.
-            media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur", sync="sync")]),
+            media_input("Clip", CLIP, [ai_filter("AI", enabled=False, background="blur", sync="sync", backend="cpu")]),
             image_input("Missing", ASTRONAUT, [ai_filter("AI", background="color", model="/nonexistent/rvm.onnx")]),
             color_input("Backdrop", RED, (640, 480)),
             image_input("Person", ASTRONAUT, [ai_filter("AI", background="color", color=rgb_to_obs_color(BLUE))]),
@@ -322,9 +324,15 @@ def test_render_thread_never_waits_for_inference(pictures):
           f"keyed {frames_keyed} frames; last stats: {line}")
     assert frames_keyed >= 20, "the filter was not keying during the measurement"
     assert total[True] >= 500 and total[False] >= 500
-    # Inference on the render thread skips most frames (RVM takes 2-3 frame intervals here); the frame read-back
-    # on software OpenGL can miss a frame deadline now and then on a busy 2-core machine: a few, never dozens.
-    assert skipped[True] <= skipped[False] + RENDER_SKIP_ALLOWANCE * total[True]
+    # Both bounds scale with this machine's speed (one inference, measured in this run), so they hold on a slower
+    # or faster machine alike. First the claim itself: waiting, every keyed frame's call (over 2% of them) would
+    # last an inference, and so would the 99th percentile.
+    inference_ms = float(line["inference_ms"])
+    assert float(line["render_p99_ms"]) < inference_ms, "the render thread waited for inference"
+    # Then what a user sees: a call lasting an inference makes OBS skip about inference / interval frames.
+    waiting_would_skip = frames_keyed * inference_ms / (1000 / pictures.config.fps)
+    assert skipped[True] - skipped[False] <= RENDER_SKIP_SHARE * waiting_would_skip, \
+        f"{skipped[True] - skipped[False]} more skipped; waiting for inference would skip {waiting_would_skip:.0f}"
 
 
 def _keyed(o: Obs) -> int:
