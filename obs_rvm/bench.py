@@ -7,6 +7,7 @@ both alike and their ratio stays meaningful.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import statistics
 import time
@@ -206,6 +207,16 @@ def clip_frames(clip: str, width: int, height: int, frames: int) -> tuple[list[n
             for f in looped], source.fps
 
 
+def cpu_seconds() -> float:
+    """CPU time of all this process's threads and of its finished child processes (ffmpeg's encoder)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @dataclass
 class ClipResult:
     size: tuple[int, int]
@@ -214,13 +225,26 @@ class ClipResult:
     pipeline_fps: float
     bare_fps: float
     preset: str
+    process_cpu_ms: float
+    """CPU time a frame of the whole `obs-rvm process` run: decoding, keying, encoding, all threads."""
+    pipeline_cpu_ms: float
+    bare_cpu_ms: float
+    cores: int
+
+    @property
+    def ceiling(self) -> float:
+        """The most process/bare can be here: the process's CPU time a frame spread over every core without a gap,
+        against the bare model's time a frame. Decoding and encoding cost CPU time the bare model never spends."""
+        return self.cores * (1000 / self.bare_fps) / self.process_cpu_ms
 
     def line(self) -> str:
         w, h = self.size
+        cores = f"{self.cores} core{'s' if self.cores > 1 else ''}"
         return (f"{w}x{h}, {self.frames} frames: obs-rvm process {self.process_fps:.1f} fps (decode, key, encode with "
-                f"x264 {self.preset}), "
-                f"pipeline alone {self.pipeline_fps:.1f} fps, bare model {self.bare_fps:.1f} fps: "
-                f"process/bare {self.process_fps / self.bare_fps:.2f}")
+                f"x264 {self.preset}), pipeline alone {self.pipeline_fps:.1f} fps, bare model {self.bare_fps:.1f} fps: "
+                f"process/bare {self.process_fps / self.bare_fps:.2f}; CPU time a frame: process "
+                f"{self.process_cpu_ms:.1f} ms, pipeline alone {self.pipeline_cpu_ms:.1f} ms, bare model "
+                f"{self.bare_cpu_ms:.1f} ms, so on {cores} process/bare can reach {self.ceiling:.2f} at most")
 
 
 def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int, frames: int,
@@ -243,15 +267,17 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
         session.process(decoded[0], 0.0)
         bare = BareModel(session.model.path, session.status.downsample_ratio or 0.0, options.threads)
 
-        def rate(run: Callable[[int, np.ndarray], None]) -> float:
+        def rate(run: Callable[[int, np.ndarray], None]) -> tuple[float, float]:
+            """Frames a second, and CPU milliseconds a frame."""
             session.reset()
             bare.reset()
             busy = 0.0
+            cpu = cpu_seconds()
             for i, frame in enumerate(decoded):
                 t0 = time.perf_counter()
                 run(i, frame)
                 busy += time.perf_counter() - t0
-            return len(decoded) / busy
+            return len(decoded) / busy, 1000 * (cpu_seconds() - cpu) / len(decoded)
 
         srcs = [BareModel.src(f) for f in decoded]
         bare.step(srcs[0])  # warm-up
@@ -273,9 +299,14 @@ def process_vs_bare(options: SessionOptions, clip: str, width: int, height: int,
             out = VideoSink(str(Path(tmp) / "out.mp4"), fps, (width, height), False, None,
                             threads=encoder_threads(session), preset=preset)
             session.reset()
-            result = process(session, source, out, max_frames=len(decoded))
+            cpu = cpu_seconds()
+            result = process(session, source, out, max_frames=len(decoded))  # waits for the encoder to exit
+            process_cpu_ms = 1000 * (cpu_seconds() - cpu) / result.frames
         after = rate(bare_step), rate(key)
     finally:
         session.close()
-    return ClipResult((width, height), result.frames, result.fps, (before[1] + after[1]) / 2,
-                      (before[0] + after[0]) / 2, out.preset)
+    (bare_before, key_before), (bare_after, key_after) = before, after
+    return ClipResult((width, height), result.frames, result.fps, pipeline_fps=(key_before[0] + key_after[0]) / 2,
+                      bare_fps=(bare_before[0] + bare_after[0]) / 2, preset=out.preset, process_cpu_ms=process_cpu_ms,
+                      pipeline_cpu_ms=(key_before[1] + key_after[1]) / 2,
+                      bare_cpu_ms=(bare_before[1] + bare_after[1]) / 2, cores=usable_cores())

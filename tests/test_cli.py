@@ -149,6 +149,24 @@ def test_bench_times_obs_rvm_process_against_the_bare_model_on_the_same_frames()
     assert line.startswith("96x64, 9 frames: obs-rvm process") and "bare model" in line, line
     assert "x264 superfast" in line, "the process run encodes with the preset asked for"
     assert float(re.search(r"process/bare (\d+\.\d+)", line).group(1)) > 0
+    # The ceiling is the process's CPU time spread over the cores, against the bare model's time a frame.
+    bare_fps = float(re.search(r"bare model ([\d.]+) fps", line).group(1))
+    cpu = re.search(r"process ([\d.]+) ms, pipeline alone ([\d.]+) ms, bare model ([\d.]+) ms", line)
+    process_ms, pipeline_ms, bare_ms = (float(v) for v in cpu.groups())
+    cores = int(re.search(r"on (\d+) cores?", line).group(1))
+    assert process_ms > 0 and pipeline_ms > 0 and bare_ms > 0 and cores >= 1
+    ceiling = float(re.search(r"can reach (\d+\.\d+) at most", line).group(1))
+    assert ceiling == pytest.approx(cores * 1000 / bare_fps / process_ms, rel=0.1, abs=0.02)
+
+
+def test_cpu_time_counts_the_encoder_process():
+    """ffmpeg's encoder runs as a child process: its CPU time is part of what `obs-rvm process` spends."""
+    from obs_rvm.bench import cpu_seconds
+
+    before = cpu_seconds()
+    subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\n"
+                    "while time.process_time() < end: pass"], check=True)
+    assert cpu_seconds() - before >= 0.25
 
 
 def test_the_encoder_takes_one_thread_where_the_model_takes_the_cores(tmp_path):
